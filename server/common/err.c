@@ -53,7 +53,6 @@ la_err_from_nng(int rv)
 		return (LA_ERR_NOMEM);
 	case NNG_ECLOSED:
 	case NNG_ECANCELED:
-	case NNG_ESTOPPED:
 		return (LA_ERR_SHUTDOWN);
 	case NNG_EMSGSIZE:
 		return (LA_ERR_TOO_BIG);
