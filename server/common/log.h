@@ -7,6 +7,7 @@
 #ifndef LA_LOG_H
 #define LA_LOG_H
 
+#include <jansson.h> // fields are json_pack formats: json_int_t etc.
 #include <stdbool.h>
 
 typedef enum la_log_level {
