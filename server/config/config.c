@@ -29,6 +29,7 @@
 #define LA_MAX_MULTIPLIER 100.0
 #define LA_NAME_MAX 128
 #define LA_KEYPATH_MAX 256
+#define LA_LEAN_URL "https://www.quantconnect.com/api/v2/"
 
 typedef struct la_ctx {
 	char       *err;
@@ -136,7 +137,8 @@ la_scrub_json(json_t *obj, const char *key)
 {
 	json_t *v = json_object_get(obj, key);
 	if (json_is_string(v)) {
-		explicit_bzero((char *) json_string_value(v), json_string_length(v));
+		explicit_bzero(
+		    (char *) json_string_value(v), json_string_length(v));
 	}
 }
 
@@ -175,7 +177,7 @@ la_read_file(const char *path, size_t cap, char **out, size_t *lenp)
 		close(fd);
 		return (ENOMEM);
 	}
-	// Read up to one byte past the cap: "exactly cap" is fine, more is not.
+	// Read up to one byte past the cap: exactly cap is fine, more is not.
 	while (n <= cap) {
 		if ((r = read(fd, buf + n, cap + 1 - n)) < 0) {
 			if (errno == EINTR) {
@@ -350,8 +352,8 @@ la_num(la_ctx *c, json_t *obj, const char *path, const char *key, double min,
 	}
 	if (!json_is_number(v) || json_number_value(v) < min ||
 	    json_number_value(v) > max) {
-		return (la_bad(c, path, key, "must be a number between %g and %g",
-		    min, max));
+		return (la_bad(c, path, key,
+		    "must be a number between %g and %g", min, max));
 	}
 	*out = json_number_value(v);
 	return (0);
@@ -406,7 +408,8 @@ la_secret_file(
 	if (!json_is_string(v) || json_string_length(v) == 0) {
 		return (la_bad(c, path, key, "must be a non-empty string"));
 	}
-	if ((rv = la_resolve(c, path, key, json_string_value(v), &file)) != 0) {
+	rv = la_resolve(c, path, key, json_string_value(v), &file);
+	if (rv != 0) {
 		return (rv);
 	}
 	if ((e = la_read_file(file, LA_SECRET_MAX, &buf, &got)) != 0) {
@@ -494,7 +497,8 @@ la_secret(la_ctx *c, json_t *obj, const char *path, const char *key,
 		if (form >= 0) {
 			la_join(other, sizeof(other), path, names[i]);
 			return (la_bad(c, path, names[form],
-			    "conflicts with %s (give exactly one of %s, %s, %s)",
+			    "conflicts with %s "
+			    "(give exactly one of %s, %s, %s)",
 			    other, key, kfile, kenv));
 		}
 		form = i;
@@ -555,13 +559,16 @@ la_check_url(la_ctx *c, const char *path, const char *key, const char *url)
 	}
 	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
 	    (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
-		rv = la_bad(c, path, key, "must be an http:// or https:// URL");
+		rv = la_bad(
+		    c, path, key, "must be an http:// or https:// URL");
 	} else if (la_url_has(u, CURLUPART_USER) ||
 	    la_url_has(u, CURLUPART_PASSWORD)) {
-		rv = la_bad(c, path, key, "must not contain a user or password");
+		rv = la_bad(
+		    c, path, key, "must not contain a user or password");
 	} else if (la_url_has(u, CURLUPART_QUERY) ||
 	    la_url_has(u, CURLUPART_FRAGMENT)) {
-		rv = la_bad(c, path, key, "must not contain a query or fragment");
+		rv = la_bad(
+		    c, path, key, "must not contain a query or fragment");
 	}
 
 done:
@@ -575,8 +582,8 @@ done:
 static int
 la_check_nng_url(la_ctx *c, const char *key, const char *url, bool *tls)
 {
-	static const char *const schemes[] = { "tcp://", "tls+tcp://", "ipc://",
-		"inproc://", NULL };
+	static const char *const schemes[] = { "tcp://", "tls+tcp://",
+		"ipc://", "inproc://", NULL };
 
 	for (int i = 0; schemes[i] != NULL; i++) {
 		size_t n = strlen(schemes[i]);
@@ -608,8 +615,8 @@ la_valid_hostport(const char *s)
 		}
 		colon = end + 1;
 	} else {
-		// An unbracketed host with a ':' is an IPv6 address missing its
-		// brackets: "::1:7452" has no one reading.
+		// A ':' in an unbracketed host is an IPv6 address without
+		// its brackets: "::1:7452" has no single reading.
 		colon = strchr(s, ':');
 		if (colon == NULL || colon == s ||
 		    strcspn(s, "[]/ \t") < (size_t) (colon - s)) {
@@ -640,11 +647,12 @@ la_parse_tls(la_ctx *c, json_t *listen, la_config *cfg)
 	}
 	cfg->has_tls = true;
 	if ((rv = la_check_keys(c, o, p, la_tls_keys)) != 0 ||
-	    (rv = la_str(c, o, p, "cert_file", 0, NULL, &cfg->tls.cert_file)) !=
-	        0 ||
-	    (rv = la_str(c, o, p, "key_file", 0, NULL, &cfg->tls.key_file)) !=
-	        0 ||
-	    (rv = la_str(c, o, p, "ca_file", 0, NULL, &cfg->tls.ca_file)) != 0 ||
+	    (rv = la_str(c, o, p, "cert_file", 0, NULL,
+	         &cfg->tls.cert_file)) != 0 ||
+	    (rv = la_str(c, o, p, "key_file", 0, NULL,
+	         &cfg->tls.key_file)) != 0 ||
+	    (rv = la_str(c, o, p, "ca_file", 0, NULL,
+	         &cfg->tls.ca_file)) != 0 ||
 	    (rv = la_bool(c, o, p, "require_client_cert", false,
 	         &cfg->tls.require_client_cert)) != 0) {
 		return (rv);
@@ -780,8 +788,8 @@ la_parse_lean(la_ctx *c, json_t *root, la_config *cfg)
 
 	if ((rv = la_obj(c, root, "", "lean_api", &o)) != 0 ||
 	    (rv = la_check_keys(c, o, p, la_lean_keys)) != 0 ||
-	    (rv = la_str(c, o, p, "url", 0,
-	         "https://www.quantconnect.com/api/v2/", &cfg->lean_url)) != 0 ||
+	    (rv = la_str(c, o, p, "url", 0, LA_LEAN_URL, &cfg->lean_url)) !=
+	        0 ||
 	    (rv = la_check_url(c, p, "url", cfg->lean_url)) != 0 ||
 	    (rv = la_parse_user_id(c, o, &cfg->lean_user_id)) != 0 ||
 	    (rv = la_secret(c, o, p, "api_token", true,
@@ -790,7 +798,7 @@ la_parse_lean(la_ctx *c, json_t *root, la_config *cfg)
 	         &cfg->lean_timeout_ms)) != 0) {
 		return (rv);
 	}
-	// The lean module appends "live/auth0/refresh": the URL is a directory.
+	// The lean module appends "live/auth0/refresh" to it.
 	n = strlen(cfg->lean_url);
 	if (cfg->lean_url[n - 1] != '/') {
 		if ((url = realloc(cfg->lean_url, n + 2)) == NULL) {
@@ -862,23 +870,26 @@ la_parse_send(la_ctx *c, json_t *prof, const char *ppath, la_send_cfg *s)
 		    "must be an array of strings"));
 	}
 	if (json_array_size(urls) > 0) {
-		s->allowed_urls = calloc(json_array_size(urls), sizeof(char *));
+		s->n_allowed_urls = json_array_size(urls);
+		s->allowed_urls   = calloc(s->n_allowed_urls, sizeof(char *));
 		if (s->allowed_urls == NULL) {
+			s->n_allowed_urls = 0;
 			return (la_nomem(c, path, "allowed_urls"));
 		}
-		s->n_allowed_urls = json_array_size(urls);
 	}
 	json_array_foreach (urls, i, u) {
-		snprintf(upath, sizeof(upath), "%s.allowed_urls[%zu]", path, i);
+		snprintf(
+		    upath, sizeof(upath), "%s.allowed_urls[%zu]", path, i);
 		if (!json_is_string(u)) {
 			return (la_bad(c, upath, NULL, "must be a string"));
 		}
-		if ((rv = la_check_url(c, upath, NULL, json_string_value(u))) !=
-		    0) {
+		rv = la_check_url(c, upath, NULL, json_string_value(u));
+		if (rv != 0) {
 			return (rv);
 		}
-		// Stored as written; the proxy parses both sides when matching.
-		if ((s->allowed_urls[i] = strdup(json_string_value(u))) == NULL) {
+		// Stored as written; the proxy parses both sides to match.
+		s->allowed_urls[i] = strdup(json_string_value(u));
+		if (s->allowed_urls[i] == NULL) {
 			return (la_nomem(c, upath, NULL));
 		}
 	}
@@ -931,7 +942,8 @@ la_parse_profile(la_ctx *c, json_t *o, const char *path, la_profile_cfg *p)
 	    (rv = la_int(c, o, path, "token_lifetime_s", 1, LA_MAX_LIFETIME_S,
 	         1800, &p->token_lifetime_s)) != 0 ||
 	    (rv = la_int(c, o, path, "offset_before_expiration_s", 0,
-	         LA_MAX_LIFETIME_S, 120, &p->offset_before_expiration_s)) != 0) {
+	         LA_MAX_LIFETIME_S, 120,
+	         &p->offset_before_expiration_s)) != 0) {
 		return (rv);
 	}
 	if (p->offset_before_expiration_s >= p->token_lifetime_s) {
@@ -956,11 +968,12 @@ la_parse_profile(la_ctx *c, json_t *o, const char *path, la_profile_cfg *p)
 static int
 la_parse_profiles(la_ctx *c, json_t *root, la_config *cfg)
 {
-	char    path[32];
-	json_t *a = la_get(root, "profiles");
-	json_t *o;
-	size_t  i;
-	int     rv;
+	char            path[32];
+	json_t         *a = la_get(root, "profiles");
+	json_t         *o;
+	la_profile_cfg *p;
+	size_t          i;
+	int             rv;
 
 	if (a == NULL) {
 		return (la_bad(c, "", "profiles", "required"));
@@ -979,15 +992,15 @@ la_parse_profiles(la_ctx *c, json_t *root, la_config *cfg)
 		if (!json_is_object(o)) {
 			return (la_bad(c, path, NULL, "must be an object"));
 		}
-		if ((rv = la_parse_profile(c, o, path, &cfg->profiles[i])) != 0) {
+		p = &cfg->profiles[i];
+		if ((rv = la_parse_profile(c, o, path, p)) != 0) {
 			return (rv);
 		}
 		for (size_t j = 0; j < i; j++) {
-			if (strcmp(cfg->profiles[j].name, cfg->profiles[i].name) ==
-			    0) {
+			if (strcmp(cfg->profiles[j].name, p->name) == 0) {
 				return (la_bad(c, path, "name",
 				    "\"%s\" is already used by profiles[%zu]",
-				    cfg->profiles[i].name, j));
+				    p->name, j));
 			}
 		}
 	}
@@ -1007,8 +1020,8 @@ la_parse_root(la_ctx *c, json_t *root, la_config *cfg)
 	         &cfg->queue_size)) != 0 ||
 	    (rv = la_u32(c, root, "", "max_inflight", 1, 65536, 1024,
 	         &cfg->max_inflight)) != 0 ||
-	    (rv = la_u32(c, root, "", "default_timeout_ms", 1, LA_MAX_MS, 30000,
-	         &cfg->default_timeout_ms)) != 0 ||
+	    (rv = la_u32(c, root, "", "default_timeout_ms", 1, LA_MAX_MS,
+	         30000, &cfg->default_timeout_ms)) != 0 ||
 	    (rv = la_parse_log_level(c, root, &cfg->log_level)) != 0 ||
 	    (rv = la_parse_lean(c, root, cfg)) != 0 ||
 	    (rv = la_parse_profiles(c, root, cfg)) != 0) {
@@ -1035,13 +1048,13 @@ la_config_from_text(const char *text, size_t len, const char *source,
 	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
 		// jansson appends "near '<token>'", and the token may be a
-		// secret string with a typo after it: keep line and column only.
+		// secret string with a typo after it: keep line and column.
 		if ((near = strstr(jerr.text, " near ")) != NULL) {
 			*near = '\0';
 		}
 		if (err != NULL && errlen > 0) {
-			snprintf(err, errlen, "%s:%d:%d: invalid JSON: %s", source,
-			    jerr.line, jerr.column, jerr.text);
+			snprintf(err, errlen, "%s:%d:%d: invalid JSON: %s",
+			    source, jerr.line, jerr.column, jerr.text);
 		}
 		goto fail;
 	}
