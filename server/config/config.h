@@ -76,8 +76,11 @@ typedef struct la_config {
 	size_t          n_profiles;
 } la_config;
 
-// la_config_load reads and validates path. On failure returns NULL and
-// writes a message naming the offending key into err.
+// la_config_load reads and validates path (at most 1 MiB). Relative file
+// paths in it ("_file" secrets, listen.tls files) are resolved against the
+// directory of path. On failure returns NULL and writes a message naming the
+// offending key into err ("" on success); file-level errors name the file
+// instead ("path: cannot read: …", "path:line:col: invalid JSON: …").
 la_config *la_config_load(const char *path, char *err, size_t errlen);
 
 // la_config_parse is la_config_load on a string already in memory; relative
