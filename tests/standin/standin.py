@@ -514,20 +514,31 @@ class LeanHandler(Handler):
         account = account if isinstance(account, str) else None
         headers = {k.lower(): v for k, v in self.headers.items()}
         state.begin(self.raw_path, headers, raw, body, account)
-        outcome = "failed"
+        outcome, status, reply = "failed", None, None
         try:
-            outcome = self.answer(state, body, account)
+            outcome, status, reply = self.answer(state, body, account)
         finally:
+            # Counted before the reply leaves: a client holding its answer
+            # always finds it in the stats.
             state.finish(account, outcome)
+        if status is None:
+            self.close_connection = True  # dropped without an answer
+        elif isinstance(reply, bytes):
+            self.send_bytes(status, reply, content_type="text/html")
+        else:
+            self.send_json(status, reply)
 
     def fail(self, status, message, outcome="failed"):
         if outcome != "failed":
             self.note = outcome
-        self.send_json(status, {"success": False, "errors": [message]})
-        return outcome
+        return outcome, status, {"success": False, "errors": [message]}
 
     def answer(self, state, body, account):
-        """Reply to one counted refresh call; returns its outcome for stats."""
+        """Decide the reply to one counted refresh call, without sending it.
+
+        Returns (outcome for stats, HTTP status or None to drop the
+        connection, JSON object or raw bytes).
+        """
         if self.command != "POST":
             return self.fail(405, "Use POST.")
         why = signature_error(state, self.headers)
@@ -545,8 +556,7 @@ class LeanHandler(Handler):
             how = state.hold(gen, self.server.stop, self.client_gone)
             self.note = f"hang:{how}"
             if how in ("gone", "stop"):
-                self.close_connection = True
-                return "failed"
+                return "failed", None, None
             if how == "timeout":
                 return self.fail(504, "Held for too long (hang timed out).")
 
@@ -565,15 +575,11 @@ class LeanHandler(Handler):
             return self.fail(200, f"Invalid refresh token '{body.get('refreshToken', '')}'"
                                   f" for account {body['accountId']}")
         if mode == "garbage":
-            self.send_bytes(200, b"<html><body>502 Bad Gateway</body></html>",
-                            content_type="text/html")
-            return "failed"
+            return "failed", 200, b"<html><body>502 Bad Gateway</body></html>"
         if mode == "notoken":
-            self.send_json(200, {"success": True, "tokenType": token_type})
-            return "failed"
-        self.send_json(200, {"success": True, "tokenType": token_type,
-                             "accessToken": state.issue()})
-        return "ok"
+            return "failed", 200, {"success": True, "tokenType": token_type}
+        return "ok", 200, {"success": True, "tokenType": token_type,
+                           "accessToken": state.issue()}
 
     def client_gone(self):
         """True once the client has closed its end (EOF readable, no data)."""
