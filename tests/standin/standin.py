@@ -48,12 +48,8 @@ class BadRequest(Exception):
 
 
 def valid_mode(mode):
-    if not isinstance(mode, str):
-        return False
-    if mode in SIMPLE_MODES:
-        return True
-    m = re.fullmatch(r"slow:(\d{1,9})", mode)
-    return m is not None
+    return isinstance(mode, str) and (
+        mode in SIMPLE_MODES or re.fullmatch(r"slow:\d{1,9}", mode) is not None)
 
 
 def parse_wait_query(query, aliases):
@@ -114,7 +110,7 @@ class Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse is testable
     name = "?"
-    max_body = MAX_LEAN_BODY
+    max_body = MAX_LEAN_BODY  # control bodies; the brokerage raises it
 
     def setup(self):
         super().setup()
@@ -142,6 +138,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(400, {"success": False, "errors": [str(e)]})
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = dispatch
 
     # Control endpoints both stand-ins have; control_more adds the rest.
     wait_aliases = {}
@@ -172,8 +170,6 @@ class Handler(BaseHTTPRequestHandler):
                                         self.server.stop)
         stats["reached"] = reached
         self.send_json(200, stats)
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = dispatch
 
     def read_body(self):
         """The whole request body: Content-Length or chunked, at most max_body."""
@@ -308,8 +304,15 @@ class LeanState:
                                       "token_type": token_type}
             self.cond.notify_all()
 
-    def begin(self, path, headers, raw, body, account):
-        """Count one refresh call and record what it carried."""
+    def begin(self, path, headers, raw, body, account, accepted):
+        """Count one refresh call, record what it carried and, if accepted,
+        take its plan step. Returns (mode, token_type, gen); mode is None
+        for a call that was not accepted.
+
+        All of it happens under one lock, including a hang's registration and
+        the release generation gen it waits to change: a release sent after
+        wait?calls=N therefore always reaches a hang that call N started.
+        """
         with self.cond:
             self.refresh_calls += 1
             self.in_flight += 1
@@ -321,24 +324,17 @@ class LeanState:
                 acc = self.by_account.setdefault(account,
                                                  {"calls": 0, "ok": 0, "failed": 0})
                 acc["calls"] += 1
-            self.cond.notify_all()
-
-    def next_mode(self, account):
-        """Consume the plan step for account; returns (mode, token_type, gen).
-
-        gen is the release generation seen at this instant, taken under the
-        same lock as the call count: a release that follows a wait?calls=N
-        therefore always reaches a hang that call N started.
-        """
-        with self.cond:
-            entry = self.plans.get(account) or self.plans.get("*")
-            if entry is None:
-                mode, token_type = "ok", "Bearer"
-            else:
-                mode = entry["plan"].popleft() if entry["plan"] else entry["default"]
-                token_type = entry["token_type"]
-            if mode == "hang":
-                self.hanging += 1
+            mode, token_type = None, None
+            if accepted:
+                # The most specific entry wins: the account's, else "*".
+                entry = self.plans.get(account) or self.plans.get("*")
+                if entry is None:
+                    mode, token_type = "ok", "Bearer"
+                else:
+                    mode = entry["plan"].popleft() if entry["plan"] else entry["default"]
+                    token_type = entry["token_type"]
+                if mode == "hang":
+                    self.hanging += 1
             self.cond.notify_all()
             return mode, token_type, self.release_gen
 
@@ -440,7 +436,7 @@ def signature_error(state, headers):
     except (binascii.Error, UnicodeDecodeError):
         return "Authorization is not base64."
     want = hashlib.sha256(f"{state.api_token}:{ts.strip()}".encode()).hexdigest()
-    if not sep or user != state.user_id or not hmac.compare_digest(got, want):
+    if not sep or user != state.user_id or not hmac.compare_digest(got.encode(), want.encode()):
         return "Hash doesn't match."
     return None
 
@@ -465,8 +461,6 @@ def refresh_body_error(body):
 
 class LeanHandler(Handler):
     name = "lean"
-    max_body = MAX_LEAN_BODY
-
     wait_aliases = {"calls": "refresh_calls"}
 
     def control_more(self, what):
@@ -513,10 +507,13 @@ class LeanHandler(Handler):
         account = body.get("accountId") if isinstance(body, dict) else None
         account = account if isinstance(account, str) else None
         headers = {k.lower(): v for k, v in self.headers.items()}
-        state.begin(self.raw_path, headers, raw, body, account)
+        rejected = self.reject(state, body)
+        mode, token_type, gen = state.begin(self.raw_path, headers, raw, body, account,
+                                            accepted=rejected is None)
         outcome, status, reply = "failed", None, None
         try:
-            outcome, status, reply = self.answer(state, body, account)
+            outcome, status, reply = rejected or self.answer(state, body, mode,
+                                                             token_type, gen)
         finally:
             # Counted before the reply leaves: a client holding its answer
             # always finds it in the stats.
@@ -533,12 +530,11 @@ class LeanHandler(Handler):
             self.note = outcome
         return outcome, status, {"success": False, "errors": [message]}
 
-    def answer(self, state, body, account):
-        """Decide the reply to one counted refresh call, without sending it.
+    # reject() and answer() decide a reply without sending it: (outcome for
+    # stats, HTTP status or None to drop the connection, JSON object or bytes).
 
-        Returns (outcome for stats, HTTP status or None to drop the
-        connection, JSON object or raw bytes).
-        """
+    def reject(self, state, body):
+        """The reply to a call refused before any plan applies, else None."""
         if self.command != "POST":
             return self.fail(405, "Use POST.")
         why = signature_error(state, self.headers)
@@ -547,8 +543,10 @@ class LeanHandler(Handler):
         why = refresh_body_error(body)
         if why:
             return self.fail(400, why, "bad_request")
+        return None
 
-        mode, token_type, gen = state.next_mode(account)
+    def answer(self, state, body, mode, token_type, gen):
+        """The reply to an accepted call, following its plan step."""
         self.note = mode
         if mode.startswith("slow:"):
             self.server.stop.wait(min(int(mode[5:]) / 1000.0, MAX_HOLD_S))

@@ -160,6 +160,7 @@ class LeanTest(StandinCase):
             "Basic " + base64.b64encode(                  # uppercase hex
                 f"{USER_ID}:{hashlib.sha256(f'{API_TOKEN}:{ts}'.encode()).hexdigest().upper()}"
                 .encode()).decode(),
+            "Basic " + base64.b64encode(f"{USER_ID}:\u00e9t\u00e9".encode()).decode(),
         ]
         for auth in bad:
             with self.subTest(auth=auth):
