@@ -602,6 +602,7 @@ class BrokerageState:
 
     def __init__(self):
         self.cond = threading.Condition()
+        self.in_flight = 0  # a gauge: reset leaves it alone
         self.reset()
 
     def reset(self):
@@ -617,6 +618,11 @@ class BrokerageState:
     def revoke(self, tokens):
         with self.cond:
             self.revoked.update(tokens)
+
+    def add_in_flight(self, delta):
+        with self.cond:
+            self.in_flight += delta
+            self.cond.notify_all()
 
     def is_revoked(self, token):
         with self.cond:
@@ -643,6 +649,7 @@ class BrokerageState:
                 "last_request": self.last_request,
                 "authorizations": list(self.authorizations),
                 "revoked": len(self.revoked),
+                "in_flight": self.in_flight,
             }
 
 
@@ -667,6 +674,14 @@ class BrokerageHandler(Handler):
         return True
 
     def serve(self):
+        # in_flight lets a test see a /slow call arrive before it is answered.
+        self.server.state.add_in_flight(1)
+        try:
+            self.serve_counted()
+        finally:
+            self.server.state.add_in_flight(-1)
+
+    def serve_counted(self):
         body = self.read_body()
         echo = {
             "method": self.command,

@@ -381,8 +381,13 @@ class BrokerageTest(StandinCase):
         self.assertEqual((status, data), (200, b""))
         self.assertIn(("Content-Length", "200000"), headers)
         t0 = time.monotonic()
-        self.assertEqual(self.get("slow?ms=150")[0], 200)
-        self.assertGreaterEqual(time.monotonic() - t0, 0.14)
+        caller, out = self.in_thread(lambda: self.get("slow?ms=300"))
+        s = self.ctl(self.brk, "GET", "wait?in_flight=1&timeout_ms=5000")
+        self.assertTrue(s["reached"])
+        caller.join(TIMEOUT_S)
+        self.assertEqual(out[0][0], 200)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.29)
+        self.assertEqual(self.ctl(self.brk, "GET", "stats")["in_flight"], 0)
 
 
 class ProcessTest(unittest.TestCase):
