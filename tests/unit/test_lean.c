@@ -1,11 +1,23 @@
 // test_lean.c -- unit tests for server/lean: signing, request body, reply
-// classification and redaction.
+// classification, redaction, and whole calls against a one-shot HTTP server
+// running on a thread of the test.
 #include <criterion/criterion.h>
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "lean/lean.h"
 
@@ -14,6 +26,17 @@
 #define API_CANARY "CANARY-api-token-5f3c9e"
 #define RT_CANARY  "CANARY-refresh-token-8d21"
 #define USER_ID    "user-42"
+
+// Every wait in the helper server ends by this deadline, whatever happens.
+#define SRV_DEADLINE_MS 10000
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
 
 static void
 suite_init(void)
@@ -28,6 +51,400 @@ suite_init(void)
 }
 
 TestSuite(lean, .init = suite_init, .timeout = 30);
+
+// ---- a one-shot HTTP server --------------------------------------------
+
+typedef enum srv_mode {
+	SRV_REPLY, // send the canned reply
+	SRV_ECHO,  // reply success:false, echoing every secret it can see
+	SRV_HANG,  // read the request, never answer
+	SRV_BIG,   // a 200 whose body is one byte over LA_LEAN_MAX_REPLY
+} srv_mode;
+
+typedef struct srv {
+	int             lfd;
+	int             stop[2]; // written by srv_stop: every wait ends
+	int             port;
+	pthread_t       thr;
+	srv_mode        mode;
+	int             status; // SRV_REPLY and SRV_ECHO
+	char            reply[8192];
+	char            req[65536]; // the request as received, NUL-terminated
+	size_t          req_len;
+	size_t          head_len; // request line and headers, with CRLFCRLF
+	pthread_mutex_t mtx;
+	pthread_cond_t  cv;
+	bool            accepted;
+	bool            got_request;
+} srv;
+
+// hdr_value copies the value of header name from an HTTP head into out;
+// false if it is absent.
+static bool
+hdr_value(const char *head, const char *name, char *out, size_t outlen)
+{
+	size_t      nl = strlen(name);
+	const char *p  = strstr(head, "\r\n");
+
+	while (p != NULL && strncmp(p, "\r\n\r\n", 4) != 0) {
+		p += 2;
+		if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+			const char *v = p + nl + 1;
+			const char *e = strstr(v, "\r\n");
+			while (*v == ' ') {
+				v++;
+			}
+			size_t n = e != NULL ? (size_t) (e - v) : strlen(v);
+			if (n >= outlen) {
+				n = outlen - 1;
+			}
+			memcpy(out, v, n);
+			out[n] = '\0';
+			return (true);
+		}
+		p = strstr(p, "\r\n");
+	}
+	return (false);
+}
+
+// srv_wait waits until fd is readable (true), or until stop is written or
+// the deadline passes (false).
+static bool
+srv_wait(srv *s, int fd, int64_t deadline)
+{
+	for (;;) {
+		struct pollfd pf[2] = { { .fd = fd, .events = POLLIN },
+			{ .fd = s->stop[0], .events = POLLIN } };
+		int64_t       left  = deadline - now_ms();
+		if (left <= 0) {
+			return (false);
+		}
+		int n = poll(pf, 2, (int) left);
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0 || pf[1].revents != 0) {
+			return (false);
+		}
+		return (true);
+	}
+}
+
+static void
+send_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w <= 0) {
+			return; // the client gave up: fine, it is what we test
+		}
+		p += w;
+		n -= (size_t) w;
+	}
+}
+
+static void
+set_reply(srv *s, int status, const char *body)
+{
+	snprintf(s->reply, sizeof(s->reply),
+	    "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
+	    "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+	    status, strlen(body), body);
+}
+
+static void
+hex_sha256(const char *in, char hex[65])
+{
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	SHA256((const unsigned char *) in, strlen(in), md);
+	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	}
+}
+
+// echo_reply answers with every secret the request lets us rebuild, as an
+// upstream that quotes its input in an error would.
+static void
+echo_reply(srv *s)
+{
+	char ts[64] = "", auth[512] = "", in[256], hash[65], body[2048];
+	hdr_value(s->req, "Timestamp", ts, sizeof(ts));
+	hdr_value(s->req, "Authorization", auth, sizeof(auth));
+	snprintf(in, sizeof(in), "%s:%s", API_CANARY, ts);
+	hex_sha256(in, hash);
+	snprintf(body, sizeof(body),
+	    "{\"success\":false,\"errors\":[\"api token " API_CANARY
+	    " rejected\",\"refresh token " RT_CANARY " expired\","
+	    "\"hash %s does not match\",\"header %s\",\"body %s\"]}",
+	    hash, auth, RT_CANARY);
+	set_reply(s, s->status, body);
+}
+
+static void *
+srv_main(void *arg)
+{
+	srv    *s        = arg;
+	int64_t deadline = now_ms() + SRV_DEADLINE_MS;
+	size_t  need     = 0;
+	int     c;
+
+	if (!srv_wait(s, s->lfd, deadline) ||
+	    (c = accept(s->lfd, NULL, NULL)) < 0) {
+		return (NULL);
+	}
+	struct timeval tv = { .tv_sec = SRV_DEADLINE_MS / 1000 };
+	setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	pthread_mutex_lock(&s->mtx);
+	s->accepted = true;
+	pthread_mutex_unlock(&s->mtx);
+
+	// Read the head, then Content-Length bytes of body.
+	for (;;) {
+		if (!srv_wait(s, c, deadline)) {
+			goto done;
+		}
+		ssize_t n = recv(c, s->req + s->req_len,
+		    sizeof(s->req) - 1 - s->req_len, 0);
+		if (n <= 0) {
+			goto done;
+		}
+		s->req_len += (size_t) n;
+		s->req[s->req_len] = '\0';
+		char *e;
+		if (need == 0 && (e = strstr(s->req, "\r\n\r\n")) != NULL) {
+			char cl[32] = "0";
+			s->head_len = (size_t) (e + 4 - s->req);
+			hdr_value(s->req, "Content-Length", cl, sizeof(cl));
+			need = s->head_len + strtoul(cl, NULL, 10);
+		}
+		if (need > 0 && s->req_len >= need) {
+			break;
+		}
+	}
+	pthread_mutex_lock(&s->mtx);
+	s->got_request = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mtx);
+
+	switch (s->mode) {
+	case SRV_ECHO:
+		echo_reply(s);
+		// FALLTHROUGH
+	case SRV_REPLY:
+		send_all(c, s->reply, strlen(s->reply));
+		break;
+	case SRV_HANG: {
+		// Until srv_stop, the deadline, or the client hangs up.
+		char b[256];
+		while (srv_wait(s, c, deadline) && recv(c, b, sizeof(b), 0) > 0) {
+		}
+		break;
+	}
+	case SRV_BIG: {
+		static char chunk[65536];
+		size_t      left = (size_t) LA_LEAN_MAX_REPLY + 1;
+		char        head[256];
+		memset(chunk, 'x', sizeof(chunk));
+		snprintf(head, sizeof(head),
+		    "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", left);
+		send_all(c, head, strlen(head));
+		while (left > 0) {
+			size_t n = left < sizeof(chunk) ? left : sizeof(chunk);
+			ssize_t w = send(c, chunk, n, MSG_NOSIGNAL);
+			if (w <= 0) {
+				break;
+			}
+			left -= (size_t) w;
+		}
+		break;
+	}
+	}
+done:
+	close(c);
+	return (NULL);
+}
+
+// srv_start_with listens on an ephemeral port of 127.0.0.1 and starts the
+// thread; s->mode and s->reply are set before, so the thread only reads them.
+static srv *
+srv_start_with(srv *s)
+{
+	struct sockaddr_in a  = { .sin_family = AF_INET };
+	socklen_t          al = sizeof(a);
+
+	pthread_mutex_init(&s->mtx, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	cr_assert_eq(pipe(s->stop), 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	s->lfd            = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(s->lfd, 0);
+	cr_assert_eq(bind(s->lfd, (struct sockaddr *) &a, sizeof(a)), 0);
+	cr_assert_eq(listen(s->lfd, 4), 0);
+	cr_assert_eq(getsockname(s->lfd, (struct sockaddr *) &a, &al), 0);
+	s->port = ntohs(a.sin_port);
+	cr_assert_eq(pthread_create(&s->thr, NULL, srv_main, s), 0);
+	return (s);
+}
+
+static srv *
+srv_alloc(srv_mode mode, int status)
+{
+	srv *s = calloc(1, sizeof(*s));
+	cr_assert_not_null(s);
+	s->mode   = mode;
+	s->status = status;
+	return (s);
+}
+
+// srv_start: mode, and for SRV_REPLY a JSON body sent with status.
+static srv *
+srv_start(srv_mode mode, int status, const char *body)
+{
+	srv *s = srv_alloc(mode, status);
+	if (body != NULL) {
+		set_reply(s, status, body);
+	}
+	return (srv_start_with(s));
+}
+
+// srv_start_raw replies with raw, a whole HTTP response.
+static srv *
+srv_start_raw(const char *raw)
+{
+	srv *s = srv_alloc(SRV_REPLY, 0);
+	snprintf(s->reply, sizeof(s->reply), "%s", raw);
+	return (srv_start_with(s));
+}
+
+// srv_stop ends every wait of the server thread and joins it; the request
+// stays readable until srv_free.
+static void
+srv_stop(srv *s)
+{
+	cr_assert_eq(write(s->stop[1], "x", 1), 1);
+	pthread_join(s->thr, NULL);
+	close(s->lfd);
+	close(s->stop[0]);
+	close(s->stop[1]);
+}
+
+static void
+srv_free(srv *s)
+{
+	pthread_mutex_destroy(&s->mtx);
+	pthread_cond_destroy(&s->cv);
+	free(s);
+}
+
+// srv_wait_request waits, at most ms, until the whole request has arrived.
+static bool
+srv_wait_request(srv *s, int ms)
+{
+	struct timespec dl;
+	bool            got;
+
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += ms / 1000;
+	dl.tv_nsec += (long) (ms % 1000) * 1000000;
+	if (dl.tv_nsec >= 1000000000) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&s->mtx);
+	while (!s->got_request) {
+		if (pthread_cond_timedwait(&s->cv, &s->mtx, &dl) != 0) {
+			break;
+		}
+	}
+	got = s->got_request;
+	pthread_mutex_unlock(&s->mtx);
+	return (got);
+}
+
+// dead_port returns a port on 127.0.0.1 that nothing listens on: bound,
+// then closed.
+static int
+dead_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t          al = sizeof(a);
+	int                fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+	cr_assert_eq(listen(fd, 1), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *) &a, &al), 0);
+	close(fd);
+	return (ntohs(a.sin_port));
+}
+
+// ---- fixture -----------------------------------------------------------
+
+typedef struct fx {
+	char           url[128];
+	la_config      cfg;
+	la_profile_cfg prof;
+	la_lean       *lean;
+	CURL          *easy;
+	char           err[512];
+	la_lean_reply  reply;
+	atomic_bool    abort;
+} fx;
+
+static void
+fx_init(fx *f, int port, const char *prefix)
+{
+	memset(f, 0, sizeof(*f));
+	snprintf(f->url, sizeof(f->url), "http://127.0.0.1:%d%s", port, prefix);
+	f->cfg.lean_url        = f->url;
+	f->cfg.lean_user_id    = USER_ID;
+	f->cfg.lean_api_token  = API_CANARY;
+	f->cfg.lean_timeout_ms = 5000;
+	f->prof.name           = "schwab";
+	f->prof.brokerage      = "CharlesSchwab";
+	f->prof.account_id     = "A1";
+	f->prof.refresh_token  = RT_CANARY;
+	f->cfg.profiles        = &f->prof;
+	f->cfg.n_profiles      = 1;
+	atomic_init(&f->abort, false);
+	cr_assert_eq(la_lean_create(&f->lean, &f->cfg), LA_OK);
+	cr_assert_not_null(f->easy = curl_easy_init());
+}
+
+static void
+fx_fini(fx *f)
+{
+	la_lean_reply_clear(&f->reply);
+	curl_easy_cleanup(f->easy);
+	la_lean_destroy(f->lean);
+}
+
+static la_err
+fx_fetch(fx *f)
+{
+	return (la_lean_fetch(f->lean, f->easy, &f->prof, &f->abort, &f->reply,
+	    f->err, sizeof(f->err)));
+}
+
+#define OK_BODY \
+	"{\"success\":true,\"tokenType\":\"SessionToken\",\"accessToken\":\"at-1\"}"
+
+// fetch_ok runs one successful call against a fresh server under prefix
+// and returns the stopped server, request kept; *t0/*t1 bracket the call
+// in unix seconds.
+static srv *
+fetch_ok(fx *f, const char *prefix, int64_t *t0, int64_t *t1)
+{
+	srv *s = srv_start(SRV_REPLY, 200, OK_BODY);
+	fx_init(f, s->port, prefix);
+	*t0 = (int64_t) time(NULL);
+	cr_assert_eq(fx_fetch(f), LA_OK, "err: %s", f->err);
+	*t1 = (int64_t) time(NULL);
+	srv_stop(s);
+	cr_assert(s->got_request);
+	return (s);
+}
 
 // ---- signing -----------------------------------------------------------
 
@@ -514,4 +931,381 @@ Test(lean, create_rejects_missing_config)
 	cr_assert_eq(la_lean_create(&l, &cfg), LA_ERR_INVALID);
 	cr_assert_eq(la_lean_create(NULL, &cfg), LA_ERR_INVALID);
 	la_lean_destroy(NULL);
+}
+
+Test(lean, fetch_rejects_null_arguments)
+{
+	fx f;
+	fx_init(&f, dead_port(), "/");
+	cr_assert_eq(la_lean_fetch(f.lean, NULL, &f.prof, NULL, &f.reply, f.err,
+	                 sizeof(f.err)),
+	    LA_ERR_INVALID);
+	cr_assert_eq(la_lean_fetch(f.lean, f.easy, NULL, NULL, &f.reply, f.err,
+	                 sizeof(f.err)),
+	    LA_ERR_INVALID);
+	fx_fini(&f);
+}
+
+// ---- whole calls -------------------------------------------------------
+
+Test(lean, fetch_posts_to_refresh_under_the_url_path)
+{
+	fx      f;
+	int64_t t0, t1;
+	srv    *s = fetch_ok(&f, "/api/v2/", &t0, &t1);
+	cr_assert_eq(strncmp(s->req,
+	                 "POST /api/v2/live/auth0/refresh HTTP/1.1\r\n", 42),
+	    0, "request: %.60s", s->req);
+	srv_free(s);
+	fx_fini(&f);
+}
+
+Test(lean, fetch_posts_to_refresh_at_the_root)
+{
+	fx      f;
+	int64_t t0, t1;
+	srv    *s = fetch_ok(&f, "/", &t0, &t1);
+	cr_assert_eq(
+	    strncmp(s->req, "POST /live/auth0/refresh HTTP/1.1\r\n", 35), 0,
+	    "request: %.60s", s->req);
+	srv_free(s);
+	fx_fini(&f);
+}
+
+Test(lean, fetch_timestamp_is_now)
+{
+	fx      f;
+	int64_t t0, t1;
+	char    ts[64];
+	srv    *s = fetch_ok(&f, "/api/v2/", &t0, &t1);
+	cr_assert(hdr_value(s->req, "Timestamp", ts, sizeof(ts)));
+	int64_t v = strtoll(ts, NULL, 10);
+	cr_assert_geq(v, t0 - 2);
+	cr_assert_leq(v, t1 + 2);
+	srv_free(s);
+	fx_fini(&f);
+}
+
+Test(lean, fetch_authorization_signs_the_timestamp)
+{
+	fx            f;
+	int64_t       t0, t1;
+	char          ts[64], auth[512], want[512], in[256], hash[65];
+	unsigned char dec[512];
+	srv          *s = fetch_ok(&f, "/api/v2/", &t0, &t1);
+	cr_assert(hdr_value(s->req, "Timestamp", ts, sizeof(ts)));
+	cr_assert(hdr_value(s->req, "Authorization", auth, sizeof(auth)));
+
+	// Same as la_lean_sign for that timestamp…
+	cr_assert_eq(la_lean_sign(USER_ID, API_CANARY, strtoll(ts, NULL, 10),
+	                 want, sizeof(want)),
+	    LA_OK);
+	cr_assert_str_eq(auth, want);
+
+	// …and, decoded, user ":" sha256(token ":" ts) computed here.
+	cr_assert_eq(strncmp(auth, "Basic ", 6), 0);
+	const char *b64 = auth + 6;
+	int         n   = EVP_DecodeBlock(dec, (const unsigned char *) b64,
+	              (int) strlen(b64));
+	cr_assert_gt(n, 0);
+	for (const char *e = b64 + strlen(b64); e > b64 && e[-1] == '='; e--) {
+		n--; // EVP_DecodeBlock counts the padding
+	}
+	snprintf(in, sizeof(in), "%s:%s", API_CANARY, ts);
+	hex_sha256(in, hash);
+	snprintf(want, sizeof(want), "%s:%s", USER_ID, hash);
+	cr_assert_eq((size_t) n, strlen(want));
+	cr_assert_eq(memcmp(dec, want, (size_t) n), 0);
+	srv_free(s);
+	fx_fini(&f);
+}
+
+Test(lean, fetch_sends_json_headers_and_user_agent)
+{
+	fx      f;
+	int64_t t0, t1;
+	char    v[128];
+	srv    *s = fetch_ok(&f, "/", &t0, &t1);
+	cr_assert(hdr_value(s->req, "Content-Type", v, sizeof(v)));
+	cr_assert_str_eq(v, "application/json");
+	cr_assert(hdr_value(s->req, "Accept", v, sizeof(v)));
+	cr_assert_str_eq(v, "application/json");
+	cr_assert(hdr_value(s->req, "User-Agent", v, sizeof(v)));
+	cr_assert_str_eq(v, "leanauthd/" LEANAUTH_VERSION);
+	cr_assert_not(hdr_value(s->req, "Expect", v, sizeof(v)));
+	srv_free(s);
+	fx_fini(&f);
+}
+
+Test(lean, fetch_sends_the_body)
+{
+	fx      f;
+	int64_t t0, t1;
+	srv    *s = fetch_ok(&f, "/", &t0, &t1);
+	cr_assert_str_eq(s->req + s->head_len,
+	    "{\"brokerage\":\"charlesschwab\",\"accountId\":\"A1\","
+	    "\"refreshToken\":\"" RT_CANARY "\"}");
+	srv_free(s);
+	fx_fini(&f);
+}
+
+Test(lean, fetch_returns_the_token)
+{
+	fx      f;
+	int64_t t0, t1;
+	srv    *s = fetch_ok(&f, "/", &t0, &t1);
+	cr_assert_eq(f.reply.type, LA_TOKEN_SESSION_TOKEN);
+	cr_assert_str_eq(f.reply.access_token, "at-1");
+	cr_assert_str_eq(f.err, "");
+	srv_free(s);
+	fx_fini(&f);
+}
+
+Test(lean, fetch_http_500_is_unavailable)
+{
+	fx   f;
+	srv *s = srv_start(SRV_REPLY, 500, "{\"errors\":[\"boom\"]}");
+	fx_init(&f, s->port, "/");
+	cr_assert_eq(fx_fetch(&f), LA_ERR_UNAVAILABLE);
+	cr_assert_str_eq(f.err, "lean api: HTTP 500: boom");
+	cr_assert_null(f.reply.access_token);
+	srv_stop(s);
+	srv_free(s);
+	fx_fini(&f);
+}
+
+Test(lean, fetch_http_401_is_unauthenticated)
+{
+	fx   f;
+	srv *s = srv_start(SRV_REPLY, 401, "{\"success\":false}");
+	fx_init(&f, s->port, "/");
+	cr_assert_eq(fx_fetch(&f), LA_ERR_UNAUTHENTICATED);
+	cr_assert_str_eq(f.err, "lean api: HTTP 401");
+	srv_stop(s);
+	srv_free(s);
+	fx_fini(&f);
+}
+
+Test(lean, fetch_does_not_follow_redirects)
+{
+	fx   f;
+	char raw[256];
+	// Were the redirect followed, the call would fail to connect instead.
+	snprintf(raw, sizeof(raw),
+	    "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:%d/\r\n"
+	    "Content-Length: 0\r\n\r\n",
+	    dead_port());
+	srv *s = srv_start_raw(raw);
+	fx_init(&f, s->port, "/");
+	cr_assert_eq(fx_fetch(&f), LA_ERR_UNAVAILABLE);
+	cr_assert_str_eq(f.err, "lean api: HTTP 302");
+	srv_stop(s);
+	srv_free(s);
+	fx_fini(&f);
+}
+
+Test(lean, fetch_connection_refused_is_unavailable)
+{
+	fx f;
+	fx_init(&f, dead_port(), "/");
+	cr_assert_eq(fx_fetch(&f), LA_ERR_UNAVAILABLE);
+	cr_assert_eq(strncmp(f.err, "lean api: ", 10), 0, "err: %s", f.err);
+	cr_assert_gt(strlen(f.err), 10);
+	fx_fini(&f);
+}
+
+Test(lean, fetch_times_out_on_a_silent_server)
+{
+	fx   f;
+	srv *s = srv_start(SRV_HANG, 0, NULL);
+	fx_init(&f, s->port, "/");
+	f.cfg.lean_timeout_ms = 300;
+	int64_t t0            = now_ms();
+	cr_assert_eq(fx_fetch(&f), LA_ERR_UNAVAILABLE);
+	int64_t took = now_ms() - t0;
+	cr_assert_geq(took, 250);
+	cr_assert_lt(took, 3000, "took %lld ms", (long long) took);
+	cr_assert_not_null(strstr(f.err, "timed out"), "err: %s", f.err);
+	srv_stop(s);
+	cr_assert(s->got_request);
+	srv_free(s);
+	fx_fini(&f);
+}
+
+typedef struct aborter {
+	srv         *s;
+	atomic_bool *flag;
+	int64_t      at_ms;
+} aborter;
+
+static void *
+aborter_main(void *arg)
+{
+	aborter *a = arg;
+	// Abort only once the request is in flight (bounded wait).
+	srv_wait_request(a->s, 5000);
+	a->at_ms = now_ms();
+	atomic_store(a->flag, true);
+	return (NULL);
+}
+
+Test(lean, fetch_abort_from_another_thread_is_shutdown)
+{
+	fx        f;
+	pthread_t t;
+	srv      *s = srv_start(SRV_HANG, 0, NULL);
+	fx_init(&f, s->port, "/");
+	f.cfg.lean_timeout_ms = 20000;
+	aborter a             = { s, &f.abort, 0 };
+	cr_assert_eq(pthread_create(&t, NULL, aborter_main, &a), 0);
+	cr_assert_eq(fx_fetch(&f), LA_ERR_SHUTDOWN, "err: %s", f.err);
+	int64_t done = now_ms();
+	pthread_join(t, NULL);
+	cr_assert(s->got_request);
+	cr_assert_lt(done - a.at_ms, 1000, "took %lld ms after the abort",
+	    (long long) (done - a.at_ms));
+	cr_assert_str_eq(f.err, "lean api: call aborted: shutting down");
+	srv_stop(s);
+	srv_free(s);
+	fx_fini(&f);
+}
+
+Test(lean, fetch_already_aborted_sends_nothing)
+{
+	fx   f;
+	srv *s = srv_start(SRV_REPLY, 200, OK_BODY);
+	fx_init(&f, s->port, "/");
+	atomic_store(&f.abort, true);
+	cr_assert_eq(fx_fetch(&f), LA_ERR_SHUTDOWN);
+	srv_stop(s);
+	cr_assert_not(s->accepted);
+	srv_free(s);
+	fx_fini(&f);
+}
+
+Test(lean, fetch_oversized_reply_is_unavailable)
+{
+	fx   f;
+	srv *s = srv_start(SRV_BIG, 200, NULL);
+	fx_init(&f, s->port, "/");
+	cr_assert_eq(fx_fetch(&f), LA_ERR_UNAVAILABLE);
+	cr_assert_str_eq(f.err, "lean api: reply too large");
+	srv_stop(s);
+	srv_free(s);
+	fx_fini(&f);
+}
+
+static void
+assert_no_secret(const char *text, const srv *s)
+{
+	char ts[64] = "", auth[512] = "", in[256], hash[65];
+	hdr_value(s->req, "Timestamp", ts, sizeof(ts));
+	hdr_value(s->req, "Authorization", auth, sizeof(auth));
+	snprintf(in, sizeof(in), "%s:%s", API_CANARY, ts);
+	hex_sha256(in, hash);
+	cr_assert_gt(strlen(auth), 6);
+	cr_assert_null(strstr(text, API_CANARY), "%s", text);
+	cr_assert_null(strstr(text, RT_CANARY), "%s", text);
+	cr_assert_null(strstr(text, hash), "%s", text);
+	cr_assert_null(strstr(text, auth + 6), "%s", text);
+}
+
+Test(lean, fetch_error_never_holds_a_secret)
+{
+	fx   f;
+	srv *s = srv_start(SRV_ECHO, 200, NULL);
+	fx_init(&f, s->port, "/");
+	cr_assert_eq(fx_fetch(&f), LA_ERR_UNAUTHENTICATED);
+	srv_stop(s);
+	assert_no_secret(f.err, s);
+	cr_assert_str_eq(f.err,
+	    "api token [redacted] rejected; refresh token [redacted] expired; "
+	    "hash [redacted] does not match; header Basic [redacted]; body "
+	    "[redacted]");
+	srv_free(s);
+	fx_fini(&f);
+}
+
+Test(lean, fetch_http_error_never_holds_a_secret)
+{
+	fx   f;
+	srv *s = srv_start(SRV_ECHO, 400, NULL);
+	fx_init(&f, s->port, "/");
+	cr_assert_eq(fx_fetch(&f), LA_ERR_UNAVAILABLE);
+	srv_stop(s);
+	assert_no_secret(f.err, s);
+	cr_assert_eq(strncmp(f.err, "lean api: HTTP 400: api token [redacted]",
+	                 40),
+	    0, "%s", f.err);
+	srv_free(s);
+	fx_fini(&f);
+}
+
+Test(lean, fetch_logs_one_debug_line_without_secrets)
+{
+	fx    f;
+	FILE *log = tmpfile();
+	char  text[4096];
+	cr_assert_not_null(log);
+	la_log_set_fd(fileno(log));
+	la_log_set_level(LA_LOG_DEBUG);
+	srv *s = srv_start(SRV_ECHO, 200, NULL);
+	fx_init(&f, s->port, "/");
+	cr_assert_eq(fx_fetch(&f), LA_ERR_UNAUTHENTICATED);
+	srv_stop(s);
+	la_log_set_fd(2);
+
+	cr_assert_eq(fseek(log, 0, SEEK_SET), 0);
+	size_t n = fread(text, 1, sizeof(text) - 1, log);
+	text[n]  = '\0';
+	fclose(log);
+	cr_assert_not_null(strstr(text, "\"msg\":\"lean refresh attempt\""));
+	cr_assert_not_null(strstr(text, "\"profile\":\"schwab\""), "%s", text);
+	cr_assert_not_null(strstr(text, "\"http_status\":200"), "%s", text);
+	cr_assert_not_null(strstr(text, "\"elapsed_ms\":"), "%s", text);
+	cr_assert_not_null(
+	    strstr(text, "\"result\":\"unauthenticated\""), "%s", text);
+	cr_assert_eq(strchr(text, '\n'), text + n - 1, "one line: %s", text);
+	assert_no_secret(text, s);
+	srv_free(s);
+	fx_fini(&f);
+}
+
+Test(lean, fetch_handle_is_reusable_after_reset)
+{
+	fx   f;
+	srv *s1 = srv_start(SRV_REPLY, 200, OK_BODY);
+	srv *s2 = srv_start(SRV_REPLY, 200,
+	    "{\"success\":true,\"tokenType\":0,\"accessToken\":\"at-2\"}");
+	fx_init(&f, s1->port, "/");
+	cr_assert_eq(fx_fetch(&f), LA_OK, "err: %s", f.err);
+	la_lean_reply_clear(&f.reply);
+	curl_easy_reset(f.easy);
+	snprintf(f.url, sizeof(f.url), "http://127.0.0.1:%d/", s2->port);
+	cr_assert_eq(fx_fetch(&f), LA_OK, "err: %s", f.err);
+	cr_assert_str_eq(f.reply.access_token, "at-2");
+	cr_assert_eq(f.reply.type, LA_TOKEN_BEARER);
+	srv_stop(s1);
+	srv_stop(s2);
+	srv_free(s1);
+	srv_free(s2);
+	fx_fini(&f);
+}
+
+Test(lean, fetch_works_with_a_share_handle_attached)
+{
+	fx     f;
+	CURLSH *sh = curl_share_init();
+	srv   *s  = srv_start(SRV_REPLY, 200, OK_BODY);
+	cr_assert_not_null(sh);
+	cr_assert_eq(curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS),
+	    CURLSHE_OK);
+	fx_init(&f, s->port, "/");
+	cr_assert_eq(curl_easy_setopt(f.easy, CURLOPT_SHARE, sh), CURLE_OK);
+	cr_assert_eq(fx_fetch(&f), LA_OK, "err: %s", f.err);
+	cr_assert_str_eq(f.reply.access_token, "at-1");
+	srv_stop(s);
+	srv_free(s);
+	fx_fini(&f); // the easy handle goes before its share
+	curl_share_cleanup(sh);
 }
