@@ -29,6 +29,10 @@ const char *la_token_type_name(la_token_type t);
 // Largest reply body accepted from the Lean API; more is UNAVAILABLE.
 #define LA_LEAN_MAX_REPLY (1024 * 1024)
 
+// Longest access token accepted (bytes); longer is UNAVAILABLE, so that
+// whoever builds an Authorization header from it can size a buffer.
+#define LA_LEAN_MAX_TOKEN (16 * 1024)
+
 typedef struct la_lean_reply {
 	la_token_type type;
 	char         *access_token; // heap; release with la_lean_reply_clear
@@ -44,8 +48,9 @@ la_err la_lean_sign(const char *user_id, const char *api_token, int64_t unix_s,
     char *out, size_t outlen);
 
 // la_lean_body returns the compact JSON body for p (camelCase, brokerage
-// lowercased, absent fields omitted), heap-allocated; NULL on ENOMEM. The
-// body contains the refresh token: wipe it before freeing.
+// lowercased, absent fields omitted), heap-allocated; NULL on ENOMEM (or
+// when a field is not valid UTF-8). The body contains the refresh token:
+// wipe it before freeing.
 char *la_lean_body(const la_profile_cfg *p);
 
 // la_lean_parse classifies one HTTP reply. 2xx with
@@ -56,11 +61,15 @@ char *la_lean_body(const la_profile_cfg *p);
 // gets the upstream's message (its "errors", joined), never a secret: any
 // occurrence of a string in redact[] (NULL-terminated, may be NULL) is
 // replaced with "[redacted]".
+// out must be empty (zeroed or cleared); it is filled only on LA_OK. Tokens
+// over LA_LEAN_MAX_TOKEN or holding control characters are UNAVAILABLE.
 la_err la_lean_parse(long http_status, const char *body, size_t len,
     const char *const *redact, la_lean_reply *out, char *err, size_t errlen);
 
 // la_lean_redact replaces, in place, every occurrence in buf of every string
 // in redact[] (NULL-terminated) with "[redacted]", truncating to buflen.
+// Empty strings in redact[] are ignored. Redact before truncating a message:
+// a secret already cut in half by a truncation cannot be recognised.
 void la_lean_redact(char *buf, size_t buflen, const char *const *redact);
 
 typedef struct la_lean la_lean;
@@ -76,6 +85,9 @@ void   la_lean_destroy(la_lean *l);
 // LA_ERR_SHUTDOWN once *abort becomes true. Errors as la_lean_parse; transport
 // failures (refused, DNS, TLS, timeout) are LA_ERR_UNAVAILABLE with curl's
 // message. The Timestamp and signature are computed for this call.
+// abort may be NULL (never aborted). out must be empty; filled only on LA_OK.
+// On return easy holds no pointer into this call's buffers (header list,
+// body, error buffer, callbacks are unset); reset it before other use.
 la_err la_lean_fetch(la_lean *l, CURL *easy, const la_profile_cfg *p,
     const atomic_bool *abort, la_lean_reply *out, char *err, size_t errlen);
 
