@@ -41,6 +41,7 @@ typedef struct la_rpc_ctx {
 	nng_ctx         ctx;
 	la_method       method;
 	size_t          profile;
+	bool            has_profile; // profile resolved (for logging)
 	nng_time        started;  // nng_clock(), monotonic ms
 	nng_time        deadline; // monotonic ms
 	char            request_id[65];
@@ -112,9 +113,7 @@ la_reply(la_rpc_ctx *c, la_err err, const char *message,
 	                                          : "-";
 	la_log(lvl, "rpc", "{s:s, s:s, s:i, s:s, s:I, s:s}", "method", method,
 	    "profile",
-	    c->method != M_NONE && c->profile < r->cfg->n_profiles
-	        ? r->cfg->profiles[c->profile].name
-	        : "",
+	    c->has_profile ? r->cfg->profiles[c->profile].name : "",
 	    "code", code, "message", status.message, "elapsed_ms",
 	    (json_int_t) (nng_clock() - c->started), "request_id",
 	    c->request_id);
@@ -198,7 +197,8 @@ la_resolve_profile(la_rpc_ctx *c, const char *name)
 		la_reply_err(c, LA_ERR_NOT_FOUND, "unknown profile \"%s\"", shown);
 		return (false);
 	}
-	c->profile = (size_t) idx;
+	c->profile     = (size_t) idx;
+	c->has_profile = true;
 	return (true);
 }
 
@@ -397,6 +397,7 @@ la_handle(la_rpc_ctx *c, nng_msg *msg)
 	c->started       = nng_clock();
 	c->method        = M_NONE;
 	c->profile       = 0;
+	c->has_profile   = false;
 	c->request_id[0] = '\0';
 	c->deadline      = c->started + cfg->default_timeout_ms;
 
