@@ -1,9 +1,11 @@
 // daemon.c -- module wiring and the shutdown order.
 //
 // Shutdown order (each step relies on the ones before it):
-//   1. close the RPC and HTTP-readiness doors: no new connections, /readyz 503
-//   2. stop the cache: parked callers get UNAVAILABLE, retry waits end, later
-//      requests on open connections are refused with UNAVAILABLE
+//   1. /readyz turns 503 so Kubernetes stops routing to us. The RPC listener
+//      stays open: closing an nng listener also closes the connections it
+//      accepted, and replies still in flight would be lost with them.
+//   2. stop the cache: parked callers get UNAVAILABLE, retry waits end, and
+//      every later request is refused at once with UNAVAILABLE
 //   3. stop the workers: abort flag ends transfers, queued jobs run (and
 //      answer) quickly, threads join -- so every Send has its reply
 //   4. drain RPC: wait (bounded) until every reply has been handed to nng
@@ -284,7 +286,6 @@ la_daemon_shutdown(la_daemon *d)
 	}
 	nng_time t0 = nng_clock();
 	atomic_store(&d->ready, false);
-	la_rpc_close_listener(d->rpc);
 	la_cache_stop(d->cache);
 	la_workers_stop(d->workers);
 	int busy = la_rpc_drain(d->rpc, 2000);

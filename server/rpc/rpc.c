@@ -585,14 +585,6 @@ la_rpc_url(const la_rpc *r)
 	return (r->url);
 }
 
-void
-la_rpc_close_listener(la_rpc *r)
-{
-	if (r != NULL && r->sock_open) {
-		nng_listener_close(r->listener);
-	}
-}
-
 int
 la_rpc_drain(la_rpc *r, int max_ms)
 {

@@ -38,10 +38,8 @@ la_err la_rpc_start(la_rpc *r, char *err, size_t errlen);
 // la_rpc_url is the listening URL with an ephemeral port resolved.
 const char *la_rpc_url(const la_rpc *r);
 
-// Shutdown, in this order (see main.c):
-// la_rpc_close_listener refuses new connections; requests on existing ones
-// are still answered (with UNAVAILABLE once the cache has stopped).
-void la_rpc_close_listener(la_rpc *r);
+// Shutdown, in this order (see daemon.c). There is deliberately no "close
+// the listener" step: nng closes a listener's accepted connections with it.
 // la_rpc_drain waits, at most max_ms, until no request is between receive
 // and reply. Returns the number still busy.
 int la_rpc_drain(la_rpc *r, int max_ms);
