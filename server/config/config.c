@@ -246,7 +246,7 @@ la_check_keys(
     la_ctx *c, json_t *obj, const char *path, const char *const *known)
 {
 	const char *key;
-	json_t     *v;
+	json_t     *v = NULL;
 	size_t      i;
 
 	if (obj == NULL) {
@@ -330,7 +330,7 @@ static int
 la_u32(la_ctx *c, json_t *obj, const char *path, const char *key,
     uint32_t min, uint32_t max, uint32_t def, uint32_t *out)
 {
-	int64_t v;
+	int64_t v = 0;
 	int     rv;
 
 	if ((rv = la_int(c, obj, path, key, min, max, def, &v)) == 0) {
@@ -639,7 +639,7 @@ la_parse_tls(la_ctx *c, json_t *listen, la_config *cfg)
 	char      **files[] = { &cfg->tls.cert_file, &cfg->tls.key_file,
 		     &cfg->tls.ca_file };
 	char       *abs;
-	json_t     *o;
+	json_t     *o = NULL;
 	int         rv;
 
 	if ((rv = la_obj(c, listen, "listen", "tls", &o)) != 0 || o == NULL) {
@@ -701,7 +701,7 @@ la_need_tls(la_ctx *c, const char *key, const la_config *cfg)
 static int
 la_parse_listen(la_ctx *c, json_t *root, la_config *cfg)
 {
-	json_t *l;
+	json_t *l = NULL;
 	bool    rpc_tls = false;
 	bool    ev_tls  = false;
 	int     rv;
@@ -781,7 +781,7 @@ static int
 la_parse_lean(la_ctx *c, json_t *root, la_config *cfg)
 {
 	const char *p = "lean_api";
-	json_t     *o;
+	json_t     *o = NULL;
 	char       *url;
 	size_t      n;
 	int         rv;
@@ -816,7 +816,7 @@ la_parse_backoff(la_ctx *c, json_t *prof, const char *ppath, la_profile_cfg *p)
 {
 	char            path[LA_KEYPATH_MAX];
 	la_backoff_cfg *b = &p->retry_backoff;
-	json_t         *o;
+	json_t         *o = NULL;
 	int             rv;
 
 	if ((rv = la_obj(c, prof, ppath, "retry_backoff", &o)) != 0) {
@@ -852,7 +852,7 @@ la_parse_send(la_ctx *c, json_t *prof, const char *ppath, la_send_cfg *s)
 {
 	char    path[LA_KEYPATH_MAX];
 	char    upath[LA_KEYPATH_MAX + 48]; // path + ".allowed_urls[N]"
-	json_t *o;
+	json_t *o = NULL;
 	json_t *urls;
 	json_t *u;
 	int64_t body;
@@ -970,7 +970,7 @@ la_parse_profiles(la_ctx *c, json_t *root, la_config *cfg)
 {
 	char            path[32];
 	json_t         *a = la_get(root, "profiles");
-	json_t         *o;
+	json_t         *o = NULL;
 	la_profile_cfg *p;
 	size_t          i;
 	int             rv;
