@@ -3,14 +3,28 @@
 // Exit codes (DESIGN.md): 0 after a clean shutdown, 2 on bad usage or
 // config (the message names the key), 1 on a runtime failure.
 #include <curl/curl.h>
+#include <jansson.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
 #include "config/config.h"
 #include "daemon/daemon.h"
+
+// jansson holds copies of secrets while it parses the config and the Lean
+// API's replies; every block it frees is wiped first.
+static void
+la_wiping_free(void *p)
+{
+	if (p != NULL) {
+		explicit_bzero(p, malloc_usable_size(p));
+		free(p);
+	}
+}
 
 static void
 usage(FILE *f)
@@ -32,6 +46,7 @@ main(int argc, char **argv)
 	bool        check = false;
 	char        err[512] = "";
 
+	json_set_alloc_funcs(malloc, la_wiping_free);
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
