@@ -178,6 +178,9 @@ la_metrics(void *arg)
 		fprintf(f, "leanauth_events_published_total{event=\"%s\"} %llu\n",
 		    names[i], (unsigned long long) es.published[i]);
 	}
+	fprintf(f, "# TYPE leanauth_events_subscribers gauge\n"
+	           "leanauth_events_subscribers %zu\n",
+	    la_events_subscribers(d->events));
 	fclose(f);
 	return (buf);
 }

@@ -1,4 +1,5 @@
-// events.c -- encode cache events as leanauth.v1 messages and publish them.
+// events.c -- encode cache events as leanauth.v1 messages and publish them,
+// and keep count of the subscribers connected right now.
 #include "events.h"
 
 #include <nng/nng.h>
@@ -13,6 +14,11 @@
 #include "leanauth/v1/events.pb-c.h"
 #include "ops/tls.h"
 
+// PUB's per-subscriber queue (nng's default is 16 messages). A burst of
+// events -- every profile failing at once -- must not overflow it for a
+// subscriber that is merely a little behind.
+#define LA_EVENTS_SENDBUF 1024
+
 struct la_events {
 	const la_config     *cfg;
 	nng_socket           sock;
@@ -20,6 +26,15 @@ struct la_events {
 	nng_listener         listener;
 	char                 url[256];
 	atomic_uint_fast64_t published[4];
+
+	// Pipes that reached NNG_PIPE_EV_ADD_POST: PUB sends to each of them
+	// from then on. A set, not a counter, because nng also reports
+	// REM_POST for pipes that never got that far (a REQ socket dialing
+	// the events port, say).
+	nng_mtx  *mtx;
+	uint32_t *pipes;
+	size_t    npipes;
+	size_t    cap;
 };
 
 la_err
@@ -29,9 +44,52 @@ la_events_create(la_events **out, const la_config *cfg)
 	if (ev == NULL) {
 		return (LA_ERR_NOMEM);
 	}
+	if (nng_mtx_alloc(&ev->mtx) != 0) {
+		free(ev);
+		return (LA_ERR_NOMEM);
+	}
 	ev->cfg = cfg;
 	*out    = ev;
 	return (LA_OK);
+}
+
+// la_pipe_cb tracks subscribers. It runs on nng's threads and only takes
+// ev->mtx, which nothing holds while calling into nng.
+static void
+la_pipe_cb(nng_pipe p, nng_pipe_ev what, void *arg)
+{
+	la_events *ev = arg;
+	uint32_t   id = (uint32_t) nng_pipe_id(p);
+	size_t     n;
+
+	nng_mtx_lock(ev->mtx);
+	if (what == NNG_PIPE_EV_ADD_POST) {
+		if (ev->npipes == ev->cap) {
+			size_t    cap = ev->cap == 0 ? 8 : ev->cap * 2;
+			uint32_t *np  = realloc(ev->pipes, cap * sizeof(*np));
+			if (np == NULL) {
+				// Served all the same; only the gauge misses it.
+				nng_mtx_unlock(ev->mtx);
+				return;
+			}
+			ev->pipes = np;
+			ev->cap   = cap;
+		}
+		ev->pipes[ev->npipes++] = id;
+	} else {
+		for (size_t i = 0; i < ev->npipes; i++) {
+			if (ev->pipes[i] == id) {
+				ev->pipes[i] = ev->pipes[--ev->npipes];
+				break;
+			}
+		}
+	}
+	n = ev->npipes;
+	nng_mtx_unlock(ev->mtx);
+	la_log(LA_LOG_DEBUG,
+	    what == NNG_PIPE_EV_ADD_POST ? "events subscriber connected"
+	                                 : "events subscriber gone",
+	    "{s:i}", "subscribers", (int) n);
 }
 
 la_err
@@ -44,6 +102,19 @@ la_events_start(la_events *ev, char *err, size_t errlen)
 		return (la_err_from_nng(rv));
 	}
 	ev->open = true;
+	if ((rv = nng_socket_set_int(ev->sock, NNG_OPT_SENDBUF,
+	         LA_EVENTS_SENDBUF)) != 0) {
+		// Still usable with nng's default queue.
+		la_log(LA_LOG_WARN, "events: cannot enlarge the send queue",
+		    "{s:s}", "error", nng_strerror(rv));
+	}
+	if ((rv = nng_pipe_notify(ev->sock, NNG_PIPE_EV_ADD_POST, la_pipe_cb,
+	         ev)) != 0 ||
+	    (rv = nng_pipe_notify(ev->sock, NNG_PIPE_EV_REM_POST, la_pipe_cb,
+	         ev)) != 0) {
+		snprintf(err, errlen, "events: %s", nng_strerror(rv));
+		return (la_err_from_nng(rv));
+	}
 	if ((rv = nng_listener_create(&ev->listener, ev->sock,
 	         ev->cfg->listen_events)) != 0) {
 		snprintf(err, errlen, "listen.events: %s (%s)", nng_strerror(rv),
@@ -166,12 +237,25 @@ la_events_stop(la_events *ev, int linger_ms)
 	if (ev == NULL || !ev->open) {
 		return;
 	}
-	// PUB has no flush: give queued messages a moment to reach the wire.
-	if (linger_ms > 0) {
+	// PUB has no flush: give queued messages a moment to reach the wire
+	// (nobody to wait for without subscribers).
+	if (linger_ms > 0 && la_events_subscribers(ev) > 0) {
 		nng_msleep((nng_duration) linger_ms);
 	}
 	nng_close(ev->sock);
 	ev->open = false;
+}
+
+size_t
+la_events_subscribers(la_events *ev)
+{
+	if (ev == NULL) {
+		return (0);
+	}
+	nng_mtx_lock(ev->mtx);
+	size_t n = ev->npipes;
+	nng_mtx_unlock(ev->mtx);
+	return (n);
 }
 
 void
@@ -181,6 +265,8 @@ la_events_destroy(la_events *ev)
 		return;
 	}
 	la_events_stop(ev, 0);
+	free(ev->pipes);
+	nng_mtx_free(ev->mtx);
 	free(ev);
 }
 

@@ -27,9 +27,17 @@ void la_events_publish(la_events *ev, const la_cache_event *e);
 // la_events_publish_hook adapts la_events_publish to la_cache_ops.event.
 void la_events_publish_hook(void *arg, const la_cache_event *e);
 
-// la_events_stop lingers up to linger_ms for queued events to leave, then
-// closes the socket.
+// la_events_stop lingers linger_ms for queued events to leave (only when a
+// subscriber is connected), then closes the socket. Call it after the last
+// la_events_publish can run: leanauthd stops the cache and joins the
+// workers first.
 void la_events_stop(la_events *ev, int linger_ms);
+
+// la_events_subscribers is the number of subscribers connected now: each
+// receives every event published from the moment it was counted. Any
+// thread; 0 for NULL.
+size_t la_events_subscribers(la_events *ev);
+
 void la_events_destroy(la_events *ev); // NULL-safe
 
 typedef struct la_events_stats {

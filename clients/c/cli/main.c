@@ -4,7 +4,9 @@
 //
 // Exit codes: 0 success; 1 the call failed (the message says why, with its
 // status code); 2 bad usage; `send` exits 22 on HTTP >= 400, as `curl -f`;
-// `supervise` exits with the child's status (128+N if killed by signal N).
+// `supervise` exits with the child's status (128+N if killed by signal N),
+// 127 if the command is not found, 126 if it cannot be executed, 1 if
+// leanauthd's events cannot be reached (the command is then not started).
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -37,7 +39,8 @@ usage(FILE *f)
 	    "       leanauth watch [--events URL] [--topic NAME]... [--json]\n"
 	    "                      [--count N] [--timeout MS]\n"
 	    "       leanauth supervise [--events URL] [--profile P]\n"
-	    "                          [--grace SECONDS] -- COMMAND [ARGS...]\n"
+	    "                          [--grace SECONDS] [--connect-timeout SECONDS]\n"
+	    "                          -- COMMAND [ARGS...]\n"
 	    "\n"
 	    "URL defaults to $LEANAUTH_URL or " DEFAULT_URL ";\n"
 	    "the events URL to $LEANAUTH_EVENTS_URL or " DEFAULT_EVENTS_URL ".\n");
@@ -386,6 +389,26 @@ topic_of(const char *name)
 	return (NULL);
 }
 
+// print_quoted prints s in double quotes, escaping quotes, backslashes and
+// control characters, so an upstream's error text stays on one line.
+static void
+print_quoted(const char *s)
+{
+	putchar('"');
+	for (const unsigned char *p = (const unsigned char *) s; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\') {
+			printf("\\%c", *p);
+		} else if (*p == '\n') {
+			printf("\\n");
+		} else if (*p < 0x20 || *p == 0x7f) {
+			printf("\\x%02x", *p);
+		} else {
+			putchar(*p);
+		}
+	}
+	putchar('"');
+}
+
 static void
 print_event(const leanauth_event *ev, bool json)
 {
@@ -431,16 +454,20 @@ print_event(const leanauth_event *ev, bool json)
 		printf("%s %s profile=%s", ts, event_name(ev->type), ev->profile);
 		switch (ev->type) {
 		case LEANAUTH_EVENT_TOKEN_REFRESHED:
-			printf(" generation=%llu expires_at_unix_ms=%lld",
+			printf(" token_type=%s generation=%llu expires_at_unix_ms=%lld",
+			    leanauth_token_type_name(ev->token_type),
 			    (unsigned long long) ev->generation,
 			    (long long) ev->expires_at_unix_ms);
 			break;
 		case LEANAUTH_EVENT_AUTHENTICATION_FAILED:
-			printf(" attempts=%u error=\"%s\"", ev->attempts, ev->error);
+			printf(" brokerage=%s account_id=%s attempts=%u error=",
+			    ev->brokerage, ev->account_id, ev->attempts);
+			print_quoted(ev->error);
 			break;
 		case LEANAUTH_EVENT_AUTHENTICATION_DEGRADED:
-			printf(" attempts=%u valid_until_unix_ms=%lld error=\"%s\"",
-			    ev->attempts, (long long) ev->expires_at_unix_ms, ev->error);
+			printf(" attempts=%u valid_until_unix_ms=%lld error=",
+			    ev->attempts, (long long) ev->expires_at_unix_ms);
+			print_quoted(ev->error);
 			break;
 		}
 		printf("\n");
@@ -548,6 +575,9 @@ watch_failures(void *arg)
 			return (NULL);
 		}
 		if (rv != 0) {
+			// Not expected from a SUB socket; do not spin on it.
+			struct timespec ts = { 0, 100 * 1000000L };
+			nanosleep(&ts, NULL);
 			continue;
 		}
 		if (w->profile != NULL && strcmp(ev.profile, w->profile) != 0) {
@@ -580,6 +610,7 @@ cmd_supervise(int argc, char **argv)
 	const char *url     = env_or("LEANAUTH_EVENTS_URL", DEFAULT_EVENTS_URL);
 	const char *profile = NULL;
 	double      grace   = 10.0;
+	double      connect = 10.0;
 	int         i;
 
 	for (i = 1; i < argc; i++) {
@@ -595,6 +626,13 @@ cmd_supervise(int argc, char **argv)
 			grace = strtod(argv[++i], &end);
 			if (*end != '\0' || !(grace >= 0) || grace > 86400) {
 				return (bad_usage("--grace: not a number of seconds: %s", argv[i]));
+			}
+		} else if (strcmp(argv[i], "--connect-timeout") == 0 && i + 1 < argc) {
+			char *end;
+			connect = strtod(argv[++i], &end);
+			if (*end != '\0' || !(connect > 0) || connect > 86400) {
+				return (bad_usage("--connect-timeout: not a number of seconds: %s",
+				    argv[i]));
 			}
 		} else {
 			return (bad_usage("supervise: unexpected argument %s (put the command after --)",
@@ -615,11 +653,20 @@ cmd_supervise(int argc, char **argv)
 	sigaddset(&set, SIGALRM);
 	pthread_sigmask(SIG_BLOCK, &set, &old);
 
-	// Subscribe before starting the child so that no failure is missed.
-	watcher        w = { .profile = profile };
-	leanauth_error e;
+	// Subscribe, and wait until connected, before starting the child:
+	// PUB/SUB drops events for a subscriber that is not connected yet, so
+	// a failure right after the child starts would otherwise be missed. A
+	// command that cannot be supervised is not started at all.
+	watcher          w = { .profile = profile };
+	leanauth_error   e;
+	leanauth_options o = { .connect_timeout_ms = (uint32_t) (connect * 1000.0) };
+	if (o.connect_timeout_ms == 0) {
+		o.connect_timeout_ms = 1;
+	}
 	if (leanauth_subscribe(&w.sub, url, (const char *[]) { LEANAUTH_TOPIC_AUTHENTICATION_FAILED },
-	        1, NULL, &e) != 0) {
+	        1, &o, &e) != 0) {
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		fprintf(stderr, "%s supervise: not starting %s\n", prog, cmd[0]);
 		return (fail(&e));
 	}
 	pid_t child = fork();
@@ -629,10 +676,19 @@ cmd_supervise(int argc, char **argv)
 		return (1);
 	}
 	if (child == 0) {
+		// Only async-signal-safe calls between fork and exec: the
+		// parent has nng's threads. Exit codes as the shell's.
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		execvp(cmd[0], cmd);
-		fprintf(stderr, "%s: %s: %s\n", prog, cmd[0], strerror(errno));
-		_exit(127);
+		int         code = errno == ENOENT ? 127 : 126;
+		const char *why  = code == 127 ? ": command not found\n"
+		                               : ": cannot execute\n";
+		if (write(2, prog, strlen(prog)) < 0 || write(2, ": ", 2) < 0 ||
+		    write(2, cmd[0], strlen(cmd[0])) < 0 ||
+		    write(2, why, strlen(why)) < 0) {
+			// nothing more to do
+		}
+		_exit(code);
 	}
 	pthread_t thr;
 	if (pthread_create(&thr, NULL, watch_failures, &w) != 0) {

@@ -176,9 +176,13 @@ typedef struct leanauth_event {
 typedef struct leanauth_subscriber leanauth_subscriber;
 
 // leanauth_subscribe connects to leanauthd's events URL and subscribes to
-// topics (NULL or n_topics 0: every event). Connecting happens in the
-// background; events published before the connection is up are missed
-// (PUB/SUB), so ask GetAccessToken or Health for the current state.
+// topics (NULL or n_topics 0: every event). With opts->connect_timeout_ms it
+// waits that long for the connection (UNAVAILABLE if none comes); otherwise
+// connecting happens in the background. Either way the dialer reconnects by
+// itself if leanauthd restarts. Events published while no connection is up
+// are missed (PUB/SUB), so ask GetAccessToken or Health for the current
+// state. leanauthd's /metrics gauge leanauth_events_subscribers counts the
+// connections that it sends events to.
 int leanauth_subscribe(leanauth_subscriber **out, const char *url,
     const char *const *topics, size_t n_topics, const leanauth_options *opts,
     leanauth_error *err);
@@ -190,7 +194,9 @@ int leanauth_next_event(leanauth_subscriber *s, int timeout_ms,
     leanauth_event *ev, leanauth_error *err);
 
 // leanauth_subscriber_interrupt makes a blocked leanauth_next_event return
-// CANCELLED. Safe from another thread.
+// CANCELLED -- or, if none is blocked right now, the next call (so an
+// interrupt is never lost to a race with the waiting thread). Safe from
+// another thread; not from a signal handler.
 void leanauth_subscriber_interrupt(leanauth_subscriber *s);
 
 // leanauth_subscriber_close closes s. NULL-safe.

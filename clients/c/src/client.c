@@ -35,6 +35,12 @@ struct leanauth_subscriber {
 	nng_aio   *aio;
 	atomic_int pipes;
 	char       url[256];
+	// An interrupt is a flag as well as an aio cancel: a cancel that lands
+	// while no receive is running would otherwise be lost, and the
+	// receive started next would block for good.
+	nng_mtx *mtx;
+	bool     interrupted; // consumed by the CANCELLED it causes
+	bool     receiving;   // s->aio has a receive in progress
 };
 
 static int
@@ -512,9 +518,9 @@ leanauth_subscribe(leanauth_subscriber **out, const char *url,
 		free(s);
 		return (la_fail(err, LEANAUTH_INTERNAL, "nng_sub0_open: %s", nng_strerror(rv)));
 	}
-	if ((rv = nng_aio_alloc(&s->aio, NULL, NULL)) != 0) {
-		nng_close(s->sock);
-		free(s);
+	if ((rv = nng_aio_alloc(&s->aio, NULL, NULL)) != 0 ||
+	    (rv = nng_mtx_alloc(&s->mtx)) != 0) {
+		leanauth_subscriber_close(s);
 		return (la_fail(err, LEANAUTH_INTERNAL, "out of memory"));
 	}
 	// Subscribing with the NUL that ends the topic makes the prefix match
@@ -635,10 +641,24 @@ leanauth_next_event(leanauth_subscriber *s, int timeout_ms, leanauth_event *ev,
 			nng_time now = nng_clock();
 			left = now < until ? (nng_duration) (until - now) : NNG_DURATION_ZERO;
 		}
+		nng_mtx_lock(s->mtx);
+		if (s->interrupted) {
+			s->interrupted = false;
+			nng_mtx_unlock(s->mtx);
+			return (la_fail(err, LEANAUTH_CANCELLED, "interrupted"));
+		}
+		s->receiving = true;
 		nng_aio_set_timeout(s->aio, left);
 		nng_recv_aio(s->sock, s->aio);
+		nng_mtx_unlock(s->mtx);
 		nng_aio_wait(s->aio);
 		int rv = nng_aio_result(s->aio);
+		nng_mtx_lock(s->mtx);
+		s->receiving = false;
+		if (rv == NNG_ECANCELED) {
+			s->interrupted = false;
+		}
+		nng_mtx_unlock(s->mtx);
 		if (rv == NNG_ETIMEDOUT) {
 			return (la_fail(err, LEANAUTH_DEADLINE_EXCEEDED, "no event within %d ms",
 			    timeout_ms));
@@ -662,7 +682,12 @@ leanauth_next_event(leanauth_subscriber *s, int timeout_ms, leanauth_event *ev,
 void
 leanauth_subscriber_interrupt(leanauth_subscriber *s)
 {
-	nng_aio_cancel(s->aio);
+	nng_mtx_lock(s->mtx);
+	s->interrupted = true;
+	if (s->receiving) {
+		nng_aio_cancel(s->aio);
+	}
+	nng_mtx_unlock(s->mtx);
 }
 
 void
@@ -674,6 +699,9 @@ leanauth_subscriber_close(leanauth_subscriber *s)
 	nng_close(s->sock);
 	if (s->aio != NULL) {
 		nng_aio_free(s->aio);
+	}
+	if (s->mtx != NULL) {
+		nng_mtx_free(s->mtx);
 	}
 	free(s);
 }
