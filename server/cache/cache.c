@@ -395,7 +395,14 @@ la_cache_get(la_cache *c, size_t profile, const la_cache_get_opts *o,
 		}
 		break;
 	case ST_ATTEMPTING:
-		e->foreground = true; // join the attempt in flight
+		if (!e->foreground) {
+			// Join the background attempt in flight, counted as
+			// the first of a full round: a caller is owed
+			// max_retry_count retries, whatever the background
+			// had already spent.
+			e->foreground     = true;
+			e->round_attempts = 1;
+		}
 		break;
 	}
 	pthread_mutex_unlock(&e->mtx);

@@ -677,3 +677,28 @@ Test(cache, caller_during_long_background_backoff_gets_a_fresh_round)
 	cr_assert_eq(count_events(LA_EV_AUTH_RECOVERED), 1);
 	caller_done(&a);
 }
+
+Test(cache, caller_joining_the_last_background_attempt_gets_a_full_round)
+{
+	degrade(); // max_retry_count 1: rounds of two attempts
+	advance(1000);
+	la_cache_poll(cache); // first attempt of the next background round
+	reply_fail(0, LA_ERR_UNAVAILABLE, "lean api: HTTP 503");
+	advance(1000);
+	la_cache_poll(cache); // its last attempt is in flight
+	int before = attempts();
+	// The token expires; a caller arrives and joins the attempt in flight.
+	advance(1680 * 1000);
+	caller a = { 0 };
+	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE), LA_ERR_PENDING);
+	cr_assert_eq(attempts(), before, "joins, does not start another");
+	reply_fail(0, LA_ERR_UNAVAILABLE, "lean api: HTTP 503");
+	cr_assert_eq(count_events(LA_EV_AUTH_FAILED), 0, "one retry is still owed");
+	advance(1000);
+	la_cache_poll(cache);
+	cr_assert_eq(attempts(), before + 1);
+	reply_ok(0, "tok-2");
+	nng_aio_wait(a.aio);
+	cr_assert_eq(a.w.result, LA_OK);
+	caller_done(&a);
+}
