@@ -231,6 +231,11 @@ la_worker_curl(la_worker *w)
 {
 	curl_easy_reset(w->easy);
 	curl_easy_setopt(w->easy, CURLOPT_SHARE, w->pool->share);
+	// The reset put the connection cache's bound back to libcurl's 5;
+	// the cache is shared by every worker, so with more workers busy than
+	// that, idle connections would be closed as they come back and most
+	// calls would open (and TLS-handshake) a new one.
+	curl_easy_setopt(w->easy, CURLOPT_MAXCONNECTS, (long) (w->pool->nthreads * 4));
 	return (w->easy);
 }
 

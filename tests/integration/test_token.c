@@ -97,8 +97,9 @@ Test(token, expiry_is_now_plus_lifetime_minus_offset)
 
 Test(token, session_token_type_and_numeric_type)
 {
-	cr_assert_not_null(h_lean(&E, "_control/plan",
-	    "{\"account_id\":\"A1\",\"token_type\":1}"));
+	json_t *ok = h_lean(&E, "_control/plan", "{\"account_id\":\"A1\",\"token_type\":1}");
+	cr_assert_not_null(ok);
+	json_decref(ok);
 	h_daemon_start(&E);
 	leanauth_client *c = h_client(&E);
 	leanauth_token   t;

@@ -77,6 +77,7 @@ class StandinServer(ThreadingHTTPServer):
 
     daemon_threads = True  # a held request must never delay process exit
     allow_reuse_address = True
+    request_queue_size = 128  # bursts of new connections must not lose SYNs
 
     def __init__(self, host, port, handler, state, stop):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -109,6 +110,9 @@ class Handler(BaseHTTPRequestHandler):
     """Plumbing shared by both stand-ins: bodies, replies, control, logging."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse is testable
+    # Headers and body go out in separate writes; without TCP_NODELAY the
+    # body waits for the client's delayed ACK (~40 ms a reply).
+    disable_nagle_algorithm = True
     name = "?"
     max_body = MAX_LEAN_BODY  # control bodies; the brokerage raises it
 
