@@ -855,7 +855,7 @@ la_parse_send(la_ctx *c, json_t *prof, const char *ppath, la_send_cfg *s)
 	json_t *o = NULL;
 	json_t *urls;
 	json_t *u;
-	int64_t body;
+	int64_t body = 0;
 	size_t  i;
 	int     rv;
 

@@ -724,7 +724,7 @@ la_perform(la_worker *w, la_proxy_call *call, char *err, size_t errlen)
 		rv = LA_ERR_TIMEOUT;
 		break;
 	default:
-		snprintf(err, errlen, "send: %s",
+		snprintf(err, errlen, "send: %.200s",
 		    cerr[0] != '\0' ? cerr : curl_easy_strerror(cc));
 		rv = LA_ERR_UNAVAILABLE;
 		break;
