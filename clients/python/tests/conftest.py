@@ -168,6 +168,7 @@ class Env:
         self.standin = Standin(workdir)
         self.cfg_path = workdir / "leanauthd.json"
         self.log_path = workdir / "leanauthd.log"
+        self.logs: List[Path] = []  # one per start(); all checked for canaries
         self.proc: Optional[subprocess.Popen] = None
         self.rpc_url = ""
         self.events_url = ""
@@ -207,6 +208,9 @@ class Env:
         if not binary.is_file():
             pytest.fail(f"leanauthd not found at {binary}: build it (cmake --build build) or set LEANAUTHD_BIN")
         self.cfg_path.write_text(json.dumps(self.cfg, indent=2))
+        if self.logs:  # a restart: a log of its own
+            self.log_path = self.dir / f"leanauthd-{len(self.logs) + 1}.log"
+        self.logs.append(self.log_path)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [str(binary), "--config", str(self.cfg_path)],
@@ -263,8 +267,9 @@ class Env:
             self.proc.kill()
             self.proc.wait(10)
         self.standin.stop()
-        log = self.log()
-        assert CANARY_ANY not in log, f"a canary secret reached leanauthd's log (kept in {self.log_path})"
+        for path in self.logs:
+            log = path.read_text(errors="replace") if path.exists() else ""
+            assert CANARY_ANY not in log, f"a canary secret reached leanauthd's log (kept in {path})"
 
 
 @pytest.fixture

@@ -237,3 +237,66 @@ def test_large_reply_is_received() -> None:
         assert r.body == body
     finally:
         srv.close()
+
+
+def _restartable(env: Env) -> None:
+    """leanauthd on a fixed port, so that a restarted one has the same URL."""
+    env.cfg["listen"]["rpc"] = _free_tcp_url()
+    env.start()
+
+
+def test_send_is_not_resent_after_a_broken_connection(env: Env) -> None:
+    _restartable(env)
+    c = env.client()
+    out: dict = {}
+
+    def call() -> None:
+        try:
+            out["r"] = c.send("GET", env.allowed_url + "slow?ms=1000", timeout=15)
+        except leanauth.LeanAuthError as e:
+            out["e"] = e
+
+    th = threading.Thread(target=call)
+    th.start()
+    assert env.standin.broker_wait("in_flight=1"), "the Send never reached the brokerage"
+    import signal
+
+    env.stop(signal.SIGKILL)
+    th.join(10)
+    assert not th.is_alive()
+    assert isinstance(out.get("e"), leanauth.Unavailable), out
+    assert "not re-sent" in out["e"].message
+    # A new leanauthd on the same URL: the client reconnects, and the Send
+    # is not carried out a second time.
+    env.start()
+    assert c.health(timeout=10)  # reconnected: a re-sent Send would be ahead of this
+    # The stand-in counts a /slow request when it has slept: the first one
+    # does; a second would within a second of the restart.
+    assert env.standin.broker_wait("requests=1", timeout_ms=5000)
+    assert not env.standin.broker_wait("requests=2", timeout_ms=1500)
+
+
+def test_token_call_is_resent_after_a_broken_connection(env: Env) -> None:
+    env.standin.plan("A1", ["hang"])
+    _restartable(env)
+    c = env.client()
+    out: dict = {}
+
+    def call() -> None:
+        try:
+            out["t"] = c.get_access_token(timeout=15)
+        except leanauth.LeanAuthError as e:
+            out["e"] = e
+
+    th = threading.Thread(target=call)
+    th.start()
+    assert env.standin.lean_wait("hanging=1")
+    import signal
+
+    env.stop(signal.SIGKILL)
+    env.start()  # idempotent: nng re-sends it to the new leanauthd
+    th.join(20)
+    assert not th.is_alive()
+    assert "t" in out, out
+    assert out["t"].generation == 1
+    assert env.standin.lean_stat("refresh_calls") == 2

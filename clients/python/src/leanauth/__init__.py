@@ -38,7 +38,7 @@ from .events import (
     TokenRefreshed,
     decode_event,
 )
-from ._wire import DEFAULT_EVENTS_URL, DEFAULT_URL, RESEND_MARGIN_MS, REPLY_GRACE_MS
+from ._wire import DEFAULT_EVENTS_URL, DEFAULT_URL, REPLY_GRACE_MS, RESEND_MARGIN_MS
 from .types import Response, TLSConfig, Token, TokenType
 
 __version__ = "0.1.0"

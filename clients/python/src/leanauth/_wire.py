@@ -29,6 +29,9 @@ from .types import Response, Token, TokenType, from_unix_ms, headers_list
 METHOD_GET_ACCESS_TOKEN = "leanauth.v1.TokenService/GetAccessToken"
 METHOD_SEND = "leanauth.v1.TokenService/Send"
 METHOD_HEALTH_CHECK = "leanauth.v1.Health/Check"
+#: Methods that may safely run twice (nng may re-send them after a broken
+#: connection); everything else is sent exactly once.
+IDEMPOTENT_METHODS = frozenset({METHOD_GET_ACCESS_TOKEN, METHOD_HEALTH_CHECK})
 
 DEFAULT_URL = "tcp://127.0.0.1:7450"
 DEFAULT_EVENTS_URL = "tcp://127.0.0.1:7451"
@@ -43,12 +46,17 @@ DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024
 #: deadline, with leanauthd's message).
 REPLY_GRACE_MS = 1000
 #: nng's REQ protocol resends an unanswered request after its resend time
-#: (60 s by default). Each call's context gets a resend time this much past
-#: the call's whole wait, so nng never resends: a Send is never executed
-#: twice. (A request whose connection breaks is still re-sent by nng on the
-#: next connection, as REQ does; leanauthd answers what was in flight before
-#: it stops, so that happens only when the connection itself fails.)
+#: (60 s by default), and at once on another connection when the one it was
+#: sent on breaks. GetAccessToken and Health calls are idempotent: their
+#: contexts get a resend time this much past the call's whole wait, so the
+#: timer never fires within the call, but a call whose connection broke
+#: (leanauthd restarted) is re-sent on the next one. A Send is not
+#: idempotent: its context's resend is disabled altogether, so it is sent
+#: exactly once; if its connection breaks, the call fails with Unavailable
+#: (it may or may not have reached the brokerage) instead of being re-sent.
 RESEND_MARGIN_MS = 60_000
+#: nng's "infinite" duration: no resend, not even after a broken connection.
+RESEND_NEVER = -1
 # nng durations are int32 milliseconds: the longest timeout that still
 # leaves room for the grace and the resend margin.
 _MAX_TIMEOUT_MS = 2**31 - 1 - REPLY_GRACE_MS - RESEND_MARGIN_MS - 1
@@ -79,14 +87,15 @@ class Exchange:
 
     ``timeout_ms`` goes to leanauthd in the envelope; the client waits
     ``timeout_ms + REPLY_GRACE_MS`` in all; the context's resend time is
-    ``RESEND_MARGIN_MS`` past that.
+    ``RESEND_MARGIN_MS`` past that for idempotent calls, and RESEND_NEVER
+    for the others (Send).
     """
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, idempotent: bool) -> None:
         self.timeout = timeout
         self.timeout_ms = _ms(timeout)
         self.wait_ms = self.timeout_ms + REPLY_GRACE_MS
-        self.resend_ms = self.wait_ms + RESEND_MARGIN_MS
+        self.resend_ms = self.wait_ms + RESEND_MARGIN_MS if idempotent else RESEND_NEVER
         self.until = time.monotonic() + self.wait_ms / 1000.0
 
     def open_context(self, sock: pynng.Req0) -> pynng.Context:
@@ -126,6 +135,11 @@ def transport_error(
     if phase == "send":
         # REQ waits for a connection to send on: none came up in time.
         return Unavailable(f"not connected to leanauthd at {url} (waited {ex.wait_ms / 1000:g} s)")
+    if isinstance(exc, pynng.ConnectionReset):
+        # Only calls that are never re-sent (Send) see this.
+        return Unavailable(
+            f"the connection to leanauthd at {url} broke during the call; "
+            "it was not re-sent and may or may not have been carried out")
     if not connected:
         return Unavailable(f"lost the connection to leanauthd at {url}")
     if isinstance(exc, pynng.Timeout):

@@ -27,8 +27,8 @@ class AsyncClient:
     :class:`~leanauth.Client`, as coroutines.
 
     ``async with AsyncClient(url) as c: token = await c.get_access_token()``.
-    The same resend rule holds: each call's context gets a REQ resend time
-    past the call's whole wait, so a request is never sent twice by nng.
+    The same resend rules hold: no call is re-sent by nng's resend timer,
+    and a ``send()`` is never re-sent at all.
     """
 
     def __init__(
@@ -94,7 +94,10 @@ class AsyncClient:
         return f"<leanauth.AsyncClient {self._url} {state}>"
 
     async def _call(self, method: str, payload: bytes, timeout: Optional[float], request_id: Optional[str]) -> bytes:
-        ex = _wire.Exchange(self._timeout if timeout is None else _wire.check_timeout(timeout))
+        ex = _wire.Exchange(
+            self._timeout if timeout is None else _wire.check_timeout(timeout),
+            idempotent=method in _wire.IDEMPOTENT_METHODS,
+        )
         data = _wire.encode_request(method, payload, ex.timeout_ms, request_id)
         if self._closed:
             raise Cancelled("the client is closed")

@@ -37,9 +37,12 @@ class Client:
     ``timeout`` (seconds) is the default deadline of each call; it is sent
     to leanauthd, which answers DEADLINE_EXCEEDED when it runs out. The
     client waits one more second for that answer before giving up on its
-    own. Each call's nng context gets a REQ resend time past that whole
-    wait, so nng never resends a request: a ``send()`` reaches the brokerage
-    at most once per call.
+    own. nng's REQ protocol would resend unanswered requests; each call's
+    nng context gets a resend time past that whole wait, so the resend
+    timer never fires, and a ``send()``'s context has resending disabled
+    altogether, so it reaches leanauthd (and the brokerage) at most once,
+    even across a broken connection. Token and health calls, which are
+    idempotent, are re-sent by nng after a broken connection.
 
     Use it as a context manager, or call :meth:`close`. Thread-safe.
     """
@@ -125,7 +128,10 @@ class Client:
 
     def _call(self, method: str, payload: bytes, timeout: Optional[float], request_id: Optional[str]) -> bytes:
         """One exchange: envelope out, payload of an OK reply back."""
-        ex = _wire.Exchange(self._timeout if timeout is None else _wire.check_timeout(timeout))
+        ex = _wire.Exchange(
+            self._timeout if timeout is None else _wire.check_timeout(timeout),
+            idempotent=method in _wire.IDEMPOTENT_METHODS,
+        )
         data = _wire.encode_request(method, payload, ex.timeout_ms, request_id)
         if self._closed:
             raise Cancelled("the client is closed")
