@@ -62,6 +62,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             print("waiting for AuthenticationFailed", flush=True)
 
             for ev in sub:
+                if not isinstance(ev, AuthenticationFailed):
+                    continue  # subscribed to nothing else; keeps type checkers happy
                 if args.profile and ev.profile != args.profile:
                     continue
                 print(f"AuthenticationFailed for profile {ev.profile!r} (account {ev.account_id}, "

@@ -152,7 +152,8 @@ def encode_request(method: str, payload: bytes, timeout_ms: int, request_id: Opt
     env = rpc_pb2.RpcRequest(method=method, payload=payload, timeout_ms=timeout_ms)
     if request_id:
         env.metadata["request-id"] = request_id
-    return env.SerializeToString()
+    out: bytes = env.SerializeToString()
+    return out
 
 
 def decode_reply(data: bytes) -> bytes:
@@ -163,7 +164,8 @@ def decode_reply(data: bytes) -> bytes:
         raise Internal("malformed reply from leanauthd") from None
     if resp.status.code != rpc_pb2.OK:
         raise error_for(resp.status.code, resp.status.message)
-    return resp.payload
+    payload: bytes = resp.payload
+    return payload
 
 
 def _decode(cls: Any, payload: bytes) -> Any:
@@ -182,9 +184,10 @@ def token_request(profile: str, force_refresh: bool, if_generation: Optional[int
             raise InvalidArgument("if_generation applies only with force_refresh=True")
         if isinstance(if_generation, bool) or not isinstance(if_generation, int) or not 0 <= if_generation < 2**64:
             raise InvalidArgument("if_generation must be an int in [0, 2**64)")
-    return token_pb2.GetAccessTokenRequest(
+    out: bytes = token_pb2.GetAccessTokenRequest(
         profile=profile, force_refresh=bool(force_refresh), if_generation=if_generation or 0
     ).SerializeToString()
+    return out
 
 
 def token_reply(payload: bytes) -> Token:
@@ -228,7 +231,8 @@ def send_request(
         body=body,
         timeout_ms=_ms(timeout) if timeout is not None else 0,
     )
-    return req.SerializeToString()
+    out: bytes = req.SerializeToString()
+    return out
 
 
 def send_reply(payload: bytes) -> Response:
@@ -243,7 +247,8 @@ def send_reply(payload: bytes) -> Response:
 def health_request(profile: str) -> bytes:
     if not isinstance(profile, str):
         raise InvalidArgument("profile must be a str")
-    return health_pb2.HealthCheckRequest(profile=profile).SerializeToString()
+    out: bytes = health_pb2.HealthCheckRequest(profile=profile).SerializeToString()
+    return out
 
 
 def health_reply(payload: bytes) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, AsyncIterator, Iterable, List, Optional
+from typing import Any, AsyncIterator, Iterable, List, Optional, Set
 
 import pynng
 
@@ -189,7 +189,7 @@ class AsyncSubscription:
         _, tls_config = _wire.tls_for(url, tls)
         self._closed = False
         self._connected = threading.Event()  # set from nng's threads
-        self._pipes: set = set()
+        self._pipes: Set[int] = set()
         self._lock = threading.Lock()  # guards _waiters against the pipe callback
         self._waiters: List[Any] = []
         self._sock = pynng.Sub0(recv_max_size=int(max_message_bytes), async_backend="asyncio")

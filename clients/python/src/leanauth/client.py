@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import pynng
 
@@ -303,7 +303,7 @@ class Subscription:
         self._closed = False
         self._dropped = 0
         self._connected = threading.Event()
-        self._pipes: set = set()
+        self._pipes: Set[int] = set()
         self._sock = pynng.Sub0(recv_max_size=int(max_message_bytes))
         try:
             if tls_config is not None:

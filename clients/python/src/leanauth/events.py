@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
-from typing import ClassVar, Dict, Iterable, List, Optional, Type, Union
+from typing import Any, ClassVar, Dict, Iterable, List, Optional, Type, Union
 
 from ._proto.leanauth.v1 import events_pb2
 from .types import TokenType, from_unix_ms
@@ -84,7 +84,7 @@ Event = Union[AuthenticationFailed, TokenRefreshed, AuthenticationDegraded, Auth
 
 #: Every event type, by topic.
 EVENT_TYPES: Dict[str, type] = {
-    cls.TOPIC: cls  # type: ignore[attr-defined]
+    cls.TOPIC: cls
     for cls in (AuthenticationFailed, TokenRefreshed, AuthenticationDegraded, AuthenticationRecovered)
 }
 
@@ -147,7 +147,7 @@ def encode_event(ev: Event) -> bytes:
 
     For tests and tools that stand in for leanauthd.
     """
-    msg: object
+    msg: Any
     if isinstance(ev, AuthenticationFailed):
         msg = events_pb2.AuthenticationFailed(
             profile=ev.profile,
@@ -160,7 +160,7 @@ def encode_event(ev: Event) -> bytes:
     elif isinstance(ev, TokenRefreshed):
         msg = events_pb2.TokenRefreshed(
             profile=ev.profile,
-            token_type=ev.token_type.to_proto(),
+            token_type=ev.token_type.to_proto(),  # type: ignore[arg-type]
             expires_at_unix_ms=_unix_ms(ev.expires_at),
             at_unix_ms=_unix_ms(ev.at),
             generation=ev.generation,
@@ -177,7 +177,8 @@ def encode_event(ev: Event) -> bytes:
         msg = events_pb2.AuthenticationRecovered(profile=ev.profile, at_unix_ms=_unix_ms(ev.at))
     else:
         raise TypeError(f"not a leanauth event: {type(ev).__name__}")
-    return ev.TOPIC.encode("ascii") + b"\0" + msg.SerializeToString()  # type: ignore[attr-defined]
+    payload: bytes = msg.SerializeToString()
+    return ev.TOPIC.encode("ascii") + b"\0" + payload
 
 
 TopicSpec = Union[str, bytes, Type[Event]]

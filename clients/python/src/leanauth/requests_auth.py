@@ -47,8 +47,9 @@ class LeanAuth(AuthBase):
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         token = self.client.get_access_token(self.profile, timeout=self.timeout)
         r.headers["Authorization"] = token.authorization
-        r._leanauth_generation = token.generation  # type: ignore[attr-defined]
-        r._leanauth_retried = False  # type: ignore[attr-defined]
+        # Per-request state rides on the request (copied to the retry below).
+        setattr(r, "_leanauth_generation", token.generation)
+        setattr(r, "_leanauth_retried", False)
         r.register_hook("response", self._on_response)
         return r
 
@@ -67,15 +68,17 @@ class LeanAuth(AuthBase):
         prep = req.copy()
         if getattr(req, "_body_position", None) is not None:
             requests.utils.rewind_body(prep)  # a streamed body: back to its start
-        requests.cookies.extract_cookies_to_jar(prep._cookies, req, resp.raw)
-        prep.prepare_cookies(prep._cookies)
+        jar = prep._cookies
+        if jar is not None:
+            requests.cookies.extract_cookies_to_jar(jar, req, resp.raw)
+            prep.prepare_cookies(jar)
         prep.headers["Authorization"] = token.authorization
-        prep._leanauth_generation = token.generation
-        prep._leanauth_retried = True
-        retry = resp.connection.send(prep, **kwargs)
+        setattr(prep, "_leanauth_generation", token.generation)
+        setattr(prep, "_leanauth_retried", True)
+        retry: requests.Response = resp.connection.send(prep, **kwargs)
         retry.history.append(resp)
         retry.request = prep
-        return retry  # type: ignore[no-any-return]
+        return retry
 
     def __eq__(self, other: object) -> bool:
         return (

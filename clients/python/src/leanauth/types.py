@@ -10,7 +10,7 @@ import datetime as _dt
 import json as _json
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ["TokenType", "Token", "Response", "TLSConfig", "Header", "from_unix_ms"]
 
@@ -162,7 +162,7 @@ class TLSConfig:
         import pynng
 
         server_name = self.server_name or _url_host(url)
-        kwargs: dict = {"server_name": server_name or None}
+        kwargs: Dict[str, Any] = {"server_name": server_name or None}
         if self.ca_file:
             kwargs["ca_files"] = [self.ca_file]
             kwargs["auth_mode"] = pynng.TLSConfig.AUTH_MODE_REQUIRED
