@@ -263,13 +263,24 @@ class Env:
     def teardown(self) -> None:
         for c in self._clients:
             c.close()
+        # A clean shutdown after every test: SIGTERM, exit 0 (an ASan build
+        # reports leaks and errors there).
+        rc = None
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+            self.proc.terminate()
+            try:
+                rc = self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                rc = "no exit within 15 s of SIGTERM"
         self.standin.stop()
         for path in self.logs:
             log = path.read_text(errors="replace") if path.exists() else ""
             assert CANARY_ANY not in log, f"a canary secret reached leanauthd's log (kept in {path})"
+            for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                assert bad not in log, f"{bad} in leanauthd's log {path}"
+        assert rc in (None, 0), f"leanauthd's exit after SIGTERM: {rc} (log {self.log_path})"
 
 
 @pytest.fixture
