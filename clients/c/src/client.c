@@ -222,8 +222,8 @@ leanauth_close(leanauth_client *c)
 // method's response message.
 static int
 la_call(leanauth_client *c, const char *method, const uint8_t *req, size_t reqlen,
-    const leanauth_call_options *co, uint8_t **payload, size_t *paylen,
-    leanauth_error *err)
+    bool idempotent, const leanauth_call_options *co, uint8_t **payload,
+    size_t *paylen, leanauth_error *err)
 {
 	Leanauth__V1__RpcRequest       env = LEANAUTH__V1__RPC_REQUEST__INIT;
 	Leanauth__V1__RpcRequest__MetadataEntry  md = LEANAUTH__V1__RPC_REQUEST__METADATA_ENTRY__INIT;
@@ -257,10 +257,14 @@ la_call(leanauth_client *c, const char *method, const uint8_t *req, size_t reqle
 		nng_msg_free(msg);
 		return (la_fail(err, LEANAUTH_INTERNAL, "nng_ctx_open: %s", nng_strerror(rv)));
 	}
-	// REQ would resend an unanswered request after its resend time; set it
-	// past this call's whole wait so a request is never executed twice.
+	// REQ resends an unanswered request when its resend time passes, and
+	// at once on a new connection when the one it went out on breaks. A
+	// token or health request may be repeated; a Send must never be: for
+	// it resending is off altogether, and a broken connection is reported
+	// as UNAVAILABLE ("may or may not have been carried out").
 	nng_duration wait = (nng_duration) timeout + LEANAUTH_REPLY_GRACE_MS;
-	nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME, wait + 60000);
+	nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME,
+	    idempotent ? wait + 60000 : NNG_DURATION_INFINITE);
 	if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
 		nng_msg_free(msg);
 		nng_ctx_close(ctx);
@@ -313,6 +317,12 @@ la_call(leanauth_client *c, const char *method, const uint8_t *req, size_t reqle
 transport:
 	nng_aio_free(aio);
 	nng_ctx_close(ctx);
+	if (rv == NNG_ECONNRESET) {
+		return (la_fail(err, LEANAUTH_UNAVAILABLE,
+		    "connection to leanauthd at %s lost before the reply; the "
+		    "request was not resent and may or may not have been carried out",
+		    c->url));
+	}
 	if (atomic_load(&c->pipes) == 0) {
 		return (la_fail(err, LEANAUTH_UNAVAILABLE,
 		    "not connected to leanauthd at %s", c->url));
@@ -345,7 +355,7 @@ leanauth_get_token(leanauth_client *c, const char *profile, bool force_refresh,
 		return (la_fail(err, LEANAUTH_INVALID_ARGUMENT, "profile name too long"));
 	}
 	n = leanauth__v1__get_access_token_request__pack(&req, buf);
-	if ((rv = la_call(c, "leanauth.v1.TokenService/GetAccessToken", buf, n, co,
+	if ((rv = la_call(c, "leanauth.v1.TokenService/GetAccessToken", buf, n, true, co,
 	         &p, &n, err)) != 0) {
 		return (rv);
 	}
@@ -427,7 +437,7 @@ leanauth_send(leanauth_client *c, const leanauth_request *rq,
 		goto done;
 	}
 	leanauth__v1__send_request__pack(&req, buf);
-	if ((rv = la_call(c, "leanauth.v1.TokenService/Send", buf, n, co, &p, &n, err)) != 0) {
+	if ((rv = la_call(c, "leanauth.v1.TokenService/Send", buf, n, false, co, &p, &n, err)) != 0) {
 		goto done;
 	}
 	Leanauth__V1__SendResponse *r = leanauth__v1__send_response__unpack(NULL, n, p);
@@ -480,7 +490,7 @@ leanauth_health(leanauth_client *c, const char *profile,
 		return (la_fail(err, LEANAUTH_INVALID_ARGUMENT, "profile name too long"));
 	}
 	n = leanauth__v1__health_check_request__pack(&req, buf);
-	if ((rv = la_call(c, "leanauth.v1.Health/Check", buf, n, co, &p, &n, err)) != 0) {
+	if ((rv = la_call(c, "leanauth.v1.Health/Check", buf, n, true, co, &p, &n, err)) != 0) {
 		return (rv);
 	}
 	Leanauth__V1__HealthCheckResponse *r =
