@@ -296,9 +296,9 @@ la_proxy_url_allowed(la_proxy *p, size_t profile, const char *url, char *err,
 static const char *const la_methods[] = { "GET", "HEAD", "POST", "PUT",
 	"PATCH", "DELETE" };
 
-// Hop-by-hop headers, and those leanauthd itself controls.
-static const char *const la_dropped[] = { "connection", "keep-alive",
-	"proxy-authenticate", "proxy-authorization", "proxy-connection", "te",
+// Hop-by-hop headers (and every Proxy-*), and those leanauthd itself
+// controls.
+static const char *const la_dropped[] = { "connection", "keep-alive", "te",
 	"trailer", "trailers", "transfer-encoding", "upgrade", "host",
 	"content-length", "authorization", "expect" };
 
@@ -315,6 +315,9 @@ la_dropped_header(const char *name, const Leanauth__V1__SendRequest *req)
 		if (strcasecmp(name, la_dropped[i]) == 0) {
 			return (true);
 		}
+	}
+	if (strncasecmp(name, "proxy-", 6) == 0) {
+		return (true);
 	}
 	// Headers the caller's own Connection header names are hop-by-hop too.
 	size_t n = strlen(name);
