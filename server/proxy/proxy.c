@@ -60,6 +60,7 @@ struct la_proxy_call {
 	nng_aio        *aio;
 	bool            finished; // aio finished, by the job or by the deadline
 	atomic_bool     abandoned;
+	const atomic_bool *stopping; // the running worker's abort flag
 	la_token       *token;
 	nng_time        deadline;
 
@@ -600,7 +601,7 @@ la_on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_
 	(void) ut;
 	(void) un;
 	la_proxy_call *call = arg;
-	return (atomic_load(&call->abandoned) ? 1 : 0);
+	return (atomic_load(&call->abandoned) || atomic_load(call->stopping) ? 1 : 0);
 }
 
 static void
@@ -630,7 +631,8 @@ la_perform(la_worker *w, la_proxy_call *call, char *err, size_t errlen)
 	struct curl_slist         *auth = NULL;
 	la_err                     rv   = LA_OK;
 
-	if (atomic_load(la_worker_abort(w))) {
+	call->stopping = la_worker_abort(w);
+	if (atomic_load(call->stopping)) {
 		snprintf(err, errlen, "server is shutting down");
 		return (LA_ERR_SHUTDOWN);
 	}
@@ -723,6 +725,11 @@ la_perform(la_worker *w, la_proxy_call *call, char *err, size_t errlen)
 		rv = LA_ERR_NOMEM;
 		break;
 	case CURLE_ABORTED_BY_CALLBACK:
+		if (atomic_load(call->stopping)) {
+			snprintf(err, errlen, "send: server is shutting down");
+			rv = LA_ERR_SHUTDOWN;
+			break;
+		}
 		snprintf(err, errlen, "send: abandoned");
 		rv = LA_ERR_TIMEOUT;
 		break;
