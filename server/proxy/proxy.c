@@ -4,6 +4,12 @@
 // or running worker job another. A caller whose deadline passes is answered
 // at once (DEADLINE_EXCEEDED) and drops its reference; the job notices the
 // call was abandoned, aborts its transfer and frees what is left.
+//
+// nng runs an expiring aio's cancel function outside its own lock, with the
+// arg saved at nng_aio_defer, and nng_aio_finish does not wait for it: the
+// cancel may run after the job has completed the aio and the call is gone.
+// So the cancel's arg is the proxy, and it only touches calls it finds on
+// the proxy's list of outstanding calls, under the proxy's lock.
 #include "proxy.h"
 
 #include <ctype.h>
@@ -40,6 +46,8 @@ struct la_proxy {
 	atomic_uint_fast64_t calls;
 	atomic_uint_fast64_t connections;
 	atomic_uint_fast64_t denied;
+	pthread_mutex_t      mtx;    // guards active and each call's finished
+	la_proxy_call       *active; // calls whose aio is outstanding
 };
 
 typedef struct la_hdr {
@@ -56,10 +64,12 @@ struct la_proxy_call {
 	struct curl_slist         *headers; // caller's, filtered
 
 	la_job          job;
-	pthread_mutex_t mtx;
 	nng_aio        *aio;
 	bool            finished; // aio finished, by the job or by the deadline
+	la_proxy_call  *act_prev; // on proxy->active while !finished
+	la_proxy_call  *act_next;
 	atomic_bool     abandoned;
+	const atomic_bool *stopping; // the running worker's abort flag
 	la_token       *token;
 	nng_time        deadline;
 
@@ -107,6 +117,7 @@ la_proxy_create(la_proxy **out, const la_config *cfg, la_workers *pool,
 	}
 	p->cfg  = cfg;
 	p->pool = pool;
+	pthread_mutex_init(&p->mtx, NULL);
 	if ((p->allow = calloc(cfg->n_profiles, sizeof(la_allowlist))) == NULL) {
 		goto nomem;
 	}
@@ -167,6 +178,7 @@ la_proxy_destroy(la_proxy *p)
 		}
 		free(p->allow);
 	}
+	pthread_mutex_destroy(&p->mtx);
 	free(p);
 }
 
@@ -296,9 +308,9 @@ la_proxy_url_allowed(la_proxy *p, size_t profile, const char *url, char *err,
 static const char *const la_methods[] = { "GET", "HEAD", "POST", "PUT",
 	"PATCH", "DELETE" };
 
-// Hop-by-hop headers, and those leanauthd itself controls.
-static const char *const la_dropped[] = { "connection", "keep-alive",
-	"proxy-authenticate", "proxy-authorization", "proxy-connection", "te",
+// Hop-by-hop headers (and every Proxy-*), and those leanauthd itself
+// controls.
+static const char *const la_dropped[] = { "connection", "keep-alive", "te",
 	"trailer", "trailers", "transfer-encoding", "upgrade", "host",
 	"content-length", "authorization", "expect" };
 
@@ -315,6 +327,9 @@ la_dropped_header(const char *name, const Leanauth__V1__SendRequest *req)
 		if (strcasecmp(name, la_dropped[i]) == 0) {
 			return (true);
 		}
+	}
+	if (strncasecmp(name, "proxy-", 6) == 0) {
+		return (true);
 	}
 	// Headers the caller's own Connection header names are hop-by-hop too.
 	size_t n = strlen(name);
@@ -456,7 +471,6 @@ la_proxy_call_new(la_proxy *p, size_t profile, Leanauth__V1__SendRequest *req,
 	}
 	atomic_init(&call->refs, 1);
 	atomic_init(&call->abandoned, false);
-	pthread_mutex_init(&call->mtx, NULL);
 	call->proxy   = p;
 	call->profile = profile;
 	call->req     = req;
@@ -597,7 +611,7 @@ la_on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_
 	(void) ut;
 	(void) un;
 	la_proxy_call *call = arg;
-	return (atomic_load(&call->abandoned) ? 1 : 0);
+	return (atomic_load(&call->abandoned) || atomic_load(call->stopping) ? 1 : 0);
 }
 
 static void
@@ -611,7 +625,6 @@ la_call_release(la_proxy_call *call)
 	curl_slist_free_all(call->headers);
 	curl_free(call->url);
 	leanauth__v1__send_request__free_unpacked(call->req, NULL);
-	pthread_mutex_destroy(&call->mtx);
 	free(call);
 }
 
@@ -627,7 +640,8 @@ la_perform(la_worker *w, la_proxy_call *call, char *err, size_t errlen)
 	struct curl_slist         *auth = NULL;
 	la_err                     rv   = LA_OK;
 
-	if (atomic_load(la_worker_abort(w))) {
+	call->stopping = la_worker_abort(w);
+	if (atomic_load(call->stopping)) {
 		snprintf(err, errlen, "server is shutting down");
 		return (LA_ERR_SHUTDOWN);
 	}
@@ -720,6 +734,11 @@ la_perform(la_worker *w, la_proxy_call *call, char *err, size_t errlen)
 		rv = LA_ERR_NOMEM;
 		break;
 	case CURLE_ABORTED_BY_CALLBACK:
+		if (atomic_load(call->stopping)) {
+			snprintf(err, errlen, "send: server is shutting down");
+			rv = LA_ERR_SHUTDOWN;
+			break;
+		}
 		snprintf(err, errlen, "send: abandoned");
 		rv = LA_ERR_TIMEOUT;
 		break;
@@ -730,6 +749,36 @@ la_perform(la_worker *w, la_proxy_call *call, char *err, size_t errlen)
 		break;
 	}
 	return (rv);
+}
+
+// la_active_add/remove keep p->active; called with p->mtx held. Removal
+// marks the call finished: its aio has been (or is about to be) answered.
+static void
+la_active_add(la_proxy *p, la_proxy_call *call)
+{
+	call->finished = false;
+	call->act_prev = NULL;
+	call->act_next = p->active;
+	if (p->active != NULL) {
+		p->active->act_prev = call;
+	}
+	p->active = call;
+}
+
+static void
+la_active_remove(la_proxy *p, la_proxy_call *call)
+{
+	if (call->act_prev != NULL) {
+		call->act_prev->act_next = call->act_next;
+	} else {
+		p->active = call->act_next;
+	}
+	if (call->act_next != NULL) {
+		call->act_next->act_prev = call->act_prev;
+	}
+	call->act_prev = NULL;
+	call->act_next = NULL;
+	call->finished = true;
 }
 
 static void
@@ -749,37 +798,43 @@ la_proxy_job(la_worker *w, void *arg)
 	    call->req->method, "http_status", (int) call->status, "result",
 	    la_strerror(rv));
 
-	pthread_mutex_lock(&call->mtx);
+	la_proxy *p = call->proxy;
+	pthread_mutex_lock(&p->mtx);
 	if (call->finished) {
-		pthread_mutex_unlock(&call->mtx); // the deadline answered already
+		pthread_mutex_unlock(&p->mtx); // the deadline answered already
 		la_call_release(call);
 		return;
 	}
-	call->finished = true;
-	call->result   = rv;
+	la_active_remove(p, call);
+	call->result = rv;
 	snprintf(call->error, sizeof(call->error), "%s", err);
 	nng_aio *aio = call->aio;
-	pthread_mutex_unlock(&call->mtx);
+	pthread_mutex_unlock(&p->mtx);
 	la_call_release(call); // the caller still holds its reference
 	nng_aio_finish(aio, 0);
 }
 
+// la_proxy_cancel: arg is the proxy (see the top of this file). A call no
+// longer on the active list has been answered already.
 static void
 la_proxy_cancel(nng_aio *aio, void *arg, int rv)
 {
-	la_proxy_call *call = arg;
+	la_proxy      *p = arg;
+	la_proxy_call *call;
 
-	pthread_mutex_lock(&call->mtx);
-	if (call->finished || call->aio != aio) {
-		pthread_mutex_unlock(&call->mtx);
+	pthread_mutex_lock(&p->mtx);
+	for (call = p->active; call != NULL && call->aio != aio; call = call->act_next) {
+	}
+	if (call == NULL) {
+		pthread_mutex_unlock(&p->mtx);
 		return;
 	}
-	call->finished = true;
+	la_active_remove(p, call);
 	atomic_store(&call->abandoned, true);
 	call->result = rv == NNG_ETIMEDOUT ? LA_ERR_TIMEOUT : LA_ERR_SHUTDOWN;
 	snprintf(call->error, sizeof(call->error), "%s",
 	    rv == NNG_ETIMEDOUT ? "deadline exceeded" : "cancelled");
-	pthread_mutex_unlock(&call->mtx);
+	pthread_mutex_unlock(&p->mtx);
 	nng_aio_finish(aio, 0);
 }
 
@@ -794,7 +849,6 @@ la_proxy_start(la_proxy *p, la_proxy_call *call, la_token *tok,
 	call->token    = la_token_hold(tok);
 	call->deadline = deadline;
 	call->aio      = aio;
-	call->finished = false;
 	if (now >= deadline) {
 		snprintf(call->error, sizeof(call->error), "deadline exceeded");
 		return (call->result = LA_ERR_TIMEOUT);
@@ -807,22 +861,23 @@ la_proxy_start(la_proxy *p, la_proxy_call *call, la_token *tok,
 	call->job.fn  = la_proxy_job;
 	call->job.arg = call;
 	nng_aio_set_timeout(aio, (nng_duration) (deadline - now));
-	pthread_mutex_lock(&call->mtx);
-	nng_aio_defer(aio, la_proxy_cancel, call);
+	pthread_mutex_lock(&p->mtx);
+	la_active_add(p, call);
+	nng_aio_defer(aio, la_proxy_cancel, p);
 	la_err rv = la_workers_submit(p->pool, &call->job, false);
 	if (rv != LA_OK) {
 		// Not queued: answer through the aio like any other outcome.
-		call->finished = true;
-		call->result   = rv;
+		la_active_remove(p, call);
+		call->result = rv;
 		snprintf(call->error, sizeof(call->error), "%s",
 		    rv == LA_ERR_BUSY ? "server busy: worker queue full"
 		                      : la_strerror(rv));
-		pthread_mutex_unlock(&call->mtx);
+		pthread_mutex_unlock(&p->mtx);
 		atomic_fetch_sub(&call->refs, 1);
 		nng_aio_finish(aio, 0);
 		return (LA_ERR_PENDING);
 	}
-	pthread_mutex_unlock(&call->mtx);
+	pthread_mutex_unlock(&p->mtx);
 	return (LA_ERR_PENDING);
 }
 

@@ -47,6 +47,7 @@ la_err la_proxy_call_new(la_proxy *p, size_t profile,
 // reference) on a worker. Returns LA_ERR_PENDING when aio will complete
 // (result 0; then read la_proxy_call_result). The aio completes early with
 // LA_ERR_TIMEOUT at deadline (nng_clock ms); the transfer is then abandoned.
+// When the workers stop, a transfer in progress ends with LA_ERR_SHUTDOWN.
 // Any other return: nothing started, the error is in la_proxy_call_error.
 la_err la_proxy_start(la_proxy *p, la_proxy_call *call, la_token *tok,
     nng_time deadline, nng_aio *aio);

@@ -43,6 +43,12 @@ void h_setup(h_env *e);
 // removes the temp dir.
 void h_teardown(h_env *e);
 
+// h_fini_check fails the test from a TestSuite's .fini when ok is false.
+// Criterion 2.4 ignores cr_assert failures in .fini, so this logs the
+// message and exits the test's worker: Criterion then reports the test as
+// having exited during teardown and the runner exits non-zero.
+void h_fini_check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 // h_profile returns profiles[i] of e->cfg (borrowed), to edit.
 json_t *h_profile(h_env *e, size_t i);
 
