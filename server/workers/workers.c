@@ -236,6 +236,10 @@ la_worker_curl(la_worker *w)
 	// that, idle connections would be closed as they come back and most
 	// calls would open (and TLS-handshake) a new one.
 	curl_easy_setopt(w->easy, CURLOPT_MAXCONNECTS, (long) (w->pool->nthreads * 4));
+	// No proxy from the environment (http_proxy, HTTPS_PROXY, ...): a
+	// variable set for some other program must not route tokens and the
+	// Lean API secret through a host nobody configured here.
+	curl_easy_setopt(w->easy, CURLOPT_PROXY, "");
 	return (w->easy);
 }
 

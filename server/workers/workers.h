@@ -54,7 +54,7 @@ void la_workers_destroy(la_workers *p);
 size_t la_workers_queued(la_workers *p);
 
 // la_worker_curl returns the worker's easy handle, reset to defaults with
-// the shared handle attached. Valid only inside the job on that worker.
+// the shared handle attached and proxies from the environment ignored. Valid only inside the job on that worker.
 CURL *la_worker_curl(la_worker *w);
 
 // la_worker_abort returns the flag raised by la_workers_stop, for libcurl

@@ -39,8 +39,8 @@ typedef struct h_env {
 // apart, Send allowed under {brokerage_url}api/.
 void h_setup(h_env *e);
 
-// h_teardown stops everything, asserts that the log holds no canary, and
-// removes the temp dir.
+// h_teardown stops leanauthd with SIGTERM and requires exit 0, stops the
+// stand-in, requires that the log holds no canary, and removes the temp dir.
 void h_teardown(h_env *e);
 
 // h_fini_check fails the test from a TestSuite's .fini when ok is false.
