@@ -397,8 +397,10 @@ Test(events, token_refreshed_after_the_first_token)
 
 Test(events, token_refreshed_carries_the_session_token_type_and_generation)
 {
-	cr_assert_not_null(h_lean(&E, "_control/plan",
-	    "{\"account_id\":\"A1\",\"token_type\":\"SessionToken\"}"));
+	json_t *planned = h_lean(&E, "_control/plan",
+	    "{\"account_id\":\"A1\",\"token_type\":\"SessionToken\"}");
+	cr_assert_not_null(planned);
+	json_decref(planned);
 	start();
 	leanauth_subscriber *s = sub(NULL, 2);
 	leanauth_client     *c = h_client(&E);
