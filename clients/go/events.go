@@ -284,11 +284,14 @@ func (s *Subscriber) Connected() bool { return s.sock.Connected() > 0 }
 // Close stops the subscription and closes Events (after the event being
 // delivered, if any). It is idempotent.
 func (s *Subscriber) Close() error {
+	var err error
 	s.once.Do(func() {
 		close(s.done)
-		s.sock.Close()
+		if cerr := s.sock.Close(); cerr != nil {
+			err = errorf(Internal, "close: %v", cerr)
+		}
 	})
-	return nil
+	return err
 }
 
 // Subscribe is NewSubscriber without options: it returns the events channel,

@@ -281,6 +281,10 @@ func Dial(url string, opts ...Option) (*Client, error) {
 
 // Close closes the connection. Calls in flight fail with ErrCanceled; later
 // calls fail at once. Close is idempotent.
+//
+// Close returns within a few seconds even when libnng 1.5.2 hangs closing a
+// connection that a reply is arriving on (an nng bug fixed in 1.6.0); it
+// then returns an error, and the process can still exit normally.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -288,7 +292,10 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closed = true
-	return c.sock.Close()
+	if err := c.sock.Close(); err != nil {
+		return errorf(Internal, "close: %v", err)
+	}
+	return nil
 }
 
 // URL returns the URL the client was dialed with.

@@ -292,7 +292,7 @@ type Socket struct {
 	s      C.nng_socket
 	mu     sync.RWMutex
 	closed bool
-	pipes  *C.la_pipes
+	pipes  *C.la_pipes // freed once closed
 }
 
 // Open opens a socket of protocol p.
@@ -323,20 +323,41 @@ func Open(p Proto) (*Socket, error) {
 	return &Socket{s: s, pipes: ps}, nil
 }
 
+// CloseWait bounds how long Close waits for nng_close (see Close).
+var CloseWait = 3 * time.Second
+
 // Close closes the socket; operations blocked on it return ECLOSED. It is
 // idempotent.
+//
+// nng 1.5.2 (Debian 12's) can hang in nng_close when a message arrives on a
+// TCP connection just as it is being closed (a race in its TCP transport,
+// fixed in nng 1.6.0). So nng_close runs on its own goroutine and Close
+// returns ETIMEDOUT after CloseWait rather than hang its caller; the socket
+// is unusable either way.
 func (s *Socket) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
+	// From here on no operation starts and no aio is cancelled on this
+	// socket (ifOpen), so none can race nng_close.
 	s.closed = true
-	err := errno(C.nng_close(s.s))
-	// nng_close returns after every pipe callback has run.
-	C.la_pipes_free(s.pipes)
-	s.pipes = nil
-	return err
+	s.mu.Unlock()
+	done := make(chan C.int, 1)
+	go func() {
+		rv := C.nng_close(s.s)
+		// nng_close returns after every pipe callback has run, and no Go
+		// code reads pipes once closed is set.
+		C.la_pipes_free(s.pipes)
+		done <- rv
+	}()
+	select {
+	case rv := <-done:
+		return errno(rv)
+	case <-time.After(CloseWait):
+		return ETIMEDOUT
+	}
 }
 
 // ifOpen runs f under the read lock if the socket is still open.
@@ -354,7 +375,7 @@ func (s *Socket) ifOpen(f func()) bool {
 func (s *Socket) Connected() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.pipes == nil {
+	if s.closed {
 		return 0
 	}
 	return int(C.la_pipes_count(s.pipes))
