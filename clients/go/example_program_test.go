@@ -33,7 +33,7 @@ func buildExample(t *testing.T) string {
 		}
 		exampleDir = dir
 		exampleBin = filepath.Join(dir, "shutdown-on-auth-failure")
-		out, err := exec.Command("go", "build", "-o", exampleBin, "./examples/shutdown-on-auth-failure").CombinedOutput()
+		out, err := exec.Command("go", "build", "-buildvcs=false", "-o", exampleBin, "./examples/shutdown-on-auth-failure").CombinedOutput()
 		if err != nil {
 			exampleErr = errors.New(string(out))
 		}

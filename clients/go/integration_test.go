@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -364,6 +365,10 @@ func TestSendRoundTrip(t *testing.T) {
 	}
 	if n := e.leanStat("refresh_calls"); n != 1 {
 		t.Fatalf("refresh_calls = %d", n)
+	}
+	// WithRequestID's id reached leanauthd's log lines about these calls.
+	if log, _ := os.ReadFile(e.logPath); !strings.Contains(string(log), `"request_id":"go-send-1"`) {
+		t.Fatalf("request id not in leanauthd's log")
 	}
 }
 
