@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -605,5 +606,44 @@ func TestTransportRefreshesOn401AndRetriesOnce(t *testing.T) {
 	}
 	if n := e.leanStat("refresh_calls"); n != 3 {
 		t.Fatalf("refresh_calls = %d, want 3", n)
+	}
+}
+
+// nng's REQ resends an unanswered request at once on a new connection when
+// the one it went out on breaks. For a Send the client turns that off: the
+// call fails at once with ErrUnavailable rather than waiting, until its
+// deadline, for a connection to send it again on.
+func TestSendWhoseConnectionBreaksIsNotResent(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	c := e.client()
+	ctx := ctxTimeout(t, 30*time.Second)
+	if _, err := c.GetAccessToken(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Send(ctx, &leanauth.SendRequest{URL: e.brokerURL + "api/slow?ms=4000"})
+		done <- err
+	}()
+	if w := e.broker("_control/wait?in_flight=1&timeout_ms=10000", nil); w["reached"] != true {
+		t.Fatal("the Send never reached the brokerage")
+	}
+	killed := time.Now()
+	// A SIGKILLed leanauthd "fails" with its signal; only the timeout matters.
+	if err := e.stopDaemon(syscall.SIGKILL, 5*time.Second); err != nil &&
+		strings.Contains(err.Error(), "did not exit") {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, leanauth.ErrUnavailable) || !strings.Contains(err.Error(), "may or may not") {
+			t.Fatalf("err = %v, want ErrUnavailable (may or may not have been carried out)", err)
+		}
+		if d := time.Since(killed); d > 2*time.Second {
+			t.Fatalf("failed after %v, want at once", d)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the Send did not return")
 	}
 }

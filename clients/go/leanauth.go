@@ -31,9 +31,11 @@
 // minute by default). A resent Send would make the brokerage call twice, so
 // every call's context gets a resend time one minute past that call's whole
 // wait: the request is sent once, and the context is closed when the call
-// ends. (nng still moves an unanswered request to a new connection when its
-// connection breaks; leanauthd cannot tell, so avoid breaking connections
-// under load, as with any at-most-once RPC.)
+// ends. nng also resends an unanswered request at once on a new connection
+// when its connection breaks: harmless for GetAccessToken and Health, but
+// not for Send, so a Send's context has resending turned off altogether and
+// a broken connection fails the call with ErrUnavailable ("may or may not
+// have been carried out") instead.
 //
 // # Concurrency
 //
@@ -418,8 +420,15 @@ func (c *Client) call(ctx context.Context, method string, req, resp proto.Messag
 	}
 	defer nctx.Close()
 	wait := timeout + c.opts.grace
-	// Never resend within this call (see the package doc).
-	if err := nctx.SetResendTime(wait + resendMargin); err != nil {
+	// Never resend within this call (see the package doc). nng's REQ also
+	// resends at once on a new connection when the one the request went
+	// out on breaks; a Send must never run twice, so for it resending is
+	// off altogether (a negative duration is nng's "infinite").
+	resend := wait + resendMargin
+	if method == MethodSend {
+		resend = -1
+	}
+	if err := nctx.SetResendTime(resend); err != nil {
 		return errorf(Internal, "resend time: %v", err)
 	}
 
@@ -448,6 +457,9 @@ func (c *Client) transportError(ctx context.Context, method string, timeout time
 		return errorf(Canceled, "%s: %v", method, context.Cause(ctx))
 	case nng.IsClosed(err):
 		return errorf(Canceled, "client is closed")
+	case errors.Is(err, nng.ECONNRESET):
+		return errorf(Unavailable, "connection to leanauthd at %s lost before the reply; "+
+			"the request was not resent and may or may not have been carried out", c.url)
 	case c.sock.Connected() == 0:
 		return errorf(Unavailable, "not connected to leanauthd at %s", c.url)
 	case errors.Is(err, nng.ETIMEDOUT):
