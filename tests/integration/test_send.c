@@ -1189,6 +1189,27 @@ Test(send, proxy_variables_in_the_environment_are_ignored)
 	leanauth_close(c);
 }
 
+Test(send, a_response_larger_than_nngs_default_receive_cap_comes_back)
+{
+	// nng caps received messages at 1 MiB by default; libleanauth raises
+	// the cap so that a Send can return up to max_body_bytes.
+	json_object_set_new(json_object_get(h_profile(&E, 0), "send"),
+	    "max_body_bytes", json_integer(4 * 1024 * 1024));
+	h_daemon_start(&E);
+	leanauth_client  *c = h_client(&E);
+	leanauth_response r;
+	leanauth_error    err;
+	req               q = { .url = B("api/big?bytes=3000000") };
+	cr_assert_eq(do_send(c, &q, &r, &err), 0, "%s", err.message);
+	cr_assert_eq(r.status_code, 200);
+	cr_assert_eq(r.body_len, 3000000);
+	cr_assert_eq(r.body[0], 'x');
+	cr_assert_eq(r.body[2999999], 'x');
+	leanauth_response_clear(&r);
+	cr_assert_eq(h_broker_stat(&E, "requests"), 1);
+	leanauth_close(c);
+}
+
 // ---- shutdown
 
 typedef struct slow_arg {

@@ -80,6 +80,10 @@ typedef struct leanauth_options {
 	const char *tls_cert_file;
 	const char *tls_key_file;
 	const char *tls_server_name;
+	// Largest reply accepted (a Send's response body plus headers). nng
+	// drops the connection on a larger one, and the call then fails with
+	// UNAVAILABLE. 0: 64 MiB.
+	size_t max_reply_bytes;
 } leanauth_options;
 
 // leanauth_open connects to leanauthd's RPC URL (e.g. tcp://127.0.0.1:7450).

@@ -22,6 +22,8 @@
 // for a timed-out call is DEADLINE_EXCEEDED, sent at the deadline).
 #define LEANAUTH_REPLY_GRACE_MS 1000
 
+#define LEANAUTH_DEFAULT_MAX_REPLY ((size_t) 64 * 1024 * 1024)
+
 struct leanauth_client {
 	nng_socket sock;
 	nng_dialer dialer;
@@ -199,6 +201,11 @@ leanauth_open(leanauth_client **out, const char *url,
 		free(c);
 		return (la_fail(err, LEANAUTH_INTERNAL, "nng_req0_open: %s", nng_strerror(rv)));
 	}
+	// nng's default receive cap (1 MiB) is below what a Send may return.
+	size_t max_reply = (opts != NULL && opts->max_reply_bytes > 0)
+	    ? opts->max_reply_bytes
+	    : LEANAUTH_DEFAULT_MAX_REPLY;
+	nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, max_reply);
 	if ((rv = la_dial(c->sock, &c->dialer, url, &c->pipes, opts, err)) != 0) {
 		nng_close(c->sock);
 		free(c);
