@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "config/config.h"
@@ -24,6 +26,24 @@ la_wiping_free(void *p)
 		explicit_bzero(p, malloc_usable_size(p));
 		free(p);
 	}
+}
+
+// Shutdown is bounded by design (DESIGN.md); this is the guarantee when a
+// library is not: libnng 1.5.2 can hang in nng_close when a reply arrives on
+// a connection that is closing (fixed in nng 1.6.0).
+#define LA_SHUTDOWN_WATCHDOG_S 15
+
+static void *
+la_watchdog(void *arg)
+{
+	(void) arg;
+	struct timespec ts = { LA_SHUTDOWN_WATCHDOG_S, 0 };
+	while (nanosleep(&ts, &ts) != 0) {
+	}
+	la_log(LA_LOG_ERROR, "shutdown did not finish in time; exiting", "{s:i}",
+	    "after_s", LA_SHUTDOWN_WATCHDOG_S);
+	_exit(1);
+	return (NULL);
 }
 
 static void
@@ -114,6 +134,10 @@ main(int argc, char **argv)
 	sigwait(&set, &sig);
 	la_log(LA_LOG_INFO, "shutting down", "{s:s}", "signal",
 	    sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	pthread_t wd;
+	if (pthread_create(&wd, NULL, la_watchdog, NULL) == 0) {
+		pthread_detach(wd);
+	}
 	la_daemon_destroy(d);
 	curl_global_cleanup();
 	return (0);
