@@ -43,7 +43,9 @@ usage(FILE *f)
 	    "                          -- COMMAND [ARGS...]\n"
 	    "\n"
 	    "URL defaults to $LEANAUTH_URL or " DEFAULT_URL ";\n"
-	    "the events URL to $LEANAUTH_EVENTS_URL or " DEFAULT_EVENTS_URL ".\n");
+	    "the events URL to $LEANAUTH_EVENTS_URL or " DEFAULT_EVENTS_URL ".\n"
+	    "For tls+tcp:// URLs: $LEANAUTH_TLS_CA (CA file), $LEANAUTH_TLS_CERT\n"
+	    "(client certificate and key in one PEM), $LEANAUTH_TLS_SERVER_NAME.\n");
 }
 
 static int
@@ -69,6 +71,18 @@ env_or(const char *name, const char *dflt)
 {
 	const char *v = getenv(name);
 	return (v != NULL && v[0] != '\0' ? v : dflt);
+}
+
+// with_tls adds the TLS settings from the environment to o, for tls+tcp://
+// URLs: LEANAUTH_TLS_CA (CA bundle to verify leanauthd), LEANAUTH_TLS_CERT
+// (client certificate and key, one PEM file), LEANAUTH_TLS_SERVER_NAME.
+static leanauth_options
+with_tls(leanauth_options o)
+{
+	o.tls_ca_file     = getenv("LEANAUTH_TLS_CA");
+	o.tls_cert_file   = getenv("LEANAUTH_TLS_CERT");
+	o.tls_server_name = getenv("LEANAUTH_TLS_SERVER_NAME");
+	return (o);
 }
 
 // parse_u64 accepts a whole decimal number and nothing else.
@@ -136,7 +150,7 @@ cmd_token(int argc, char **argv)
 	leanauth_client *c;
 	leanauth_error   e;
 	leanauth_token   t;
-	leanauth_options o = { .timeout_ms = timeout, .connect_timeout_ms = timeout };
+	leanauth_options o = with_tls((leanauth_options) { .timeout_ms = timeout, .connect_timeout_ms = timeout });
 	leanauth_call_options co = { .timeout_ms = timeout };
 	if (leanauth_open(&c, url, &o, &e) != 0) {
 		return (fail(&e));
@@ -191,7 +205,7 @@ cmd_health(int argc, char **argv)
 	leanauth_client *c;
 	leanauth_error   e;
 	bool             serving = false;
-	leanauth_options o = { .timeout_ms = timeout, .connect_timeout_ms = timeout };
+	leanauth_options o = with_tls((leanauth_options) { .timeout_ms = timeout, .connect_timeout_ms = timeout });
 	if (leanauth_open(&c, url, &o, &e) != 0) {
 		return (fail(&e));
 	}
@@ -318,7 +332,7 @@ cmd_send(int argc, char **argv)
 	leanauth_client  *c;
 	leanauth_error    e;
 	leanauth_response r;
-	leanauth_options  o  = { .timeout_ms = timeout, .connect_timeout_ms = timeout };
+	leanauth_options  o  = with_tls((leanauth_options) { .timeout_ms = timeout, .connect_timeout_ms = timeout });
 	leanauth_call_options co = { .timeout_ms = timeout };
 	leanauth_request  rq = { .profile = profile, .method = method, .url = target,
 		 .headers = hdrs, .n_headers = nh, .body = data, .body_len = dlen };
@@ -517,7 +531,8 @@ cmd_watch(int argc, char **argv)
 	}
 	leanauth_subscriber *s;
 	leanauth_error       e;
-	if (leanauth_subscribe(&s, url, topics, nt, NULL, &e) != 0) {
+	leanauth_options o = with_tls((leanauth_options) { 0 });
+	if (leanauth_subscribe(&s, url, topics, nt, &o, &e) != 0) {
 		rv = fail(&e);
 		goto done;
 	}
@@ -659,7 +674,7 @@ cmd_supervise(int argc, char **argv)
 	// command that cannot be supervised is not started at all.
 	watcher          w = { .profile = profile };
 	leanauth_error   e;
-	leanauth_options o = { .connect_timeout_ms = (uint32_t) (connect * 1000.0) };
+	leanauth_options o = with_tls((leanauth_options) { .connect_timeout_ms = (uint32_t) (connect * 1000.0) });
 	if (o.connect_timeout_ms == 0) {
 		o.connect_timeout_ms = 1;
 	}

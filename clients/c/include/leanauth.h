@@ -74,8 +74,11 @@ typedef struct leanauth_options {
 	// with UNAVAILABLE if none comes. 0: connect in the background (calls
 	// then wait for the connection within their own deadline).
 	uint32_t connect_timeout_ms;
-	// For tls+tcp:// URLs: CA bundle to verify leanauthd, and optionally a
-	// client certificate and key (PEM files), and the server name to check.
+	// For tls+tcp:// URLs: the CA bundle that verifies leanauthd (required:
+	// the client never talks TLS to an unverified server), optionally a
+	// client certificate with its key (one PEM file: tls_cert_file; set
+	// tls_key_file to the same path or leave it NULL), and the server name
+	// to check (default: the URL's host).
 	const char *tls_ca_file;
 	const char *tls_cert_file;
 	const char *tls_key_file;

@@ -137,12 +137,16 @@ la_dial(nng_socket sock, nng_dialer *d, const char *url, atomic_int *pipes,
 		if ((rv = nng_tls_config_alloc(&tc, NNG_TLS_MODE_CLIENT)) != 0) {
 			return (la_fail(err, LEANAUTH_INTERNAL, "tls: %s", nng_strerror(rv)));
 		}
-		if (o != NULL && o->tls_ca_file != NULL) {
-			rv = nng_tls_config_ca_file(tc, o->tls_ca_file);
-			nng_tls_config_auth_mode(tc, NNG_TLS_AUTH_MODE_REQUIRED);
-		} else {
-			nng_tls_config_auth_mode(tc, NNG_TLS_AUTH_MODE_NONE);
+		// Always verify: a TLS connection to an unverified peer would
+		// hand tokens to whoever answers.
+		if (o == NULL || o->tls_ca_file == NULL) {
+			nng_tls_config_free(tc);
+			return (la_fail(err, LEANAUTH_INVALID_ARGUMENT,
+			    "%s: a tls+tcp:// URL needs a CA file to verify leanauthd "
+			    "(tls_ca_file; LEANAUTH_TLS_CA for the CLI)", url));
 		}
+		rv = nng_tls_config_ca_file(tc, o->tls_ca_file);
+		nng_tls_config_auth_mode(tc, NNG_TLS_AUTH_MODE_REQUIRED);
 		if (rv == 0 && o != NULL && o->tls_cert_file != NULL) {
 			rv = nng_tls_config_cert_key_file(tc, o->tls_cert_file, NULL);
 			if (rv == 0 && o->tls_key_file != NULL &&
