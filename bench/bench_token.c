@@ -236,8 +236,8 @@ b_finish(b_acc *acc)
 	r.errs   = acc->errs;
 	r.ops_s  = acc->secs > 0 ? (double) acc->ops / acc->secs : 0;
 	r.p50_us = n ? (double) acc->lat[n / 2] / 1e3 : 0;
-	r.p99_us
-	    = n ? (double) acc->lat[(size_t) ((double) n * 0.99)] / 1e3 : 0;
+	r.p99_us =
+	    n ? (double) acc->lat[(size_t) ((double) n * 0.99)] / 1e3 : 0;
 	r.server_cpu_us_op = acc->has_cpu && acc->ops > 0
 	    ? (double) acc->cpu_ns / 1e3 / (double) acc->ops
 	    : -1;
@@ -287,11 +287,11 @@ b_token_op(b_worker *w)
 {
 	leanauth_token tok;
 	leanauth_error err;
-	int            rv = leanauth_get_token(
-	               w->state, B_PROFILE, false, 0, NULL, &tok, &err);
-	if (rv == 0
-	    && (tok.access_token == NULL
-	        || strncmp(tok.access_token, "bench-tok-", 10) != 0)) {
+	int rv = leanauth_get_token(w->state, B_PROFILE, false, 0, NULL, &tok,
+	    &err);
+	if (rv == 0 &&
+	    (tok.access_token == NULL ||
+	        strncmp(tok.access_token, "bench-tok-", 10) != 0)) {
 		rv = -1;
 		snprintf(err.message, sizeof(err.message), "unexpected token");
 	}
@@ -373,8 +373,8 @@ b_echo_start(const uint8_t *reply, size_t len, size_t nctx)
 {
 	b_echo *e = calloc(1, sizeof(*e));
 	int     rv;
-	if (e == NULL || (e->reply = malloc(len)) == NULL
-	    || (e->cs = calloc(nctx, sizeof(*e->cs))) == NULL) {
+	if (e == NULL || (e->reply = malloc(len)) == NULL ||
+	    (e->cs = calloc(nctx, sizeof(*e->cs))) == NULL) {
 		b_die("out of memory");
 	}
 	memcpy(e->reply, reply, len);
@@ -383,22 +383,22 @@ b_echo_start(const uint8_t *reply, size_t len, size_t nctx)
 	e->send_timeout_ms = st != NULL ? atoi(st) : 0;
 	e->n               = nctx;
 	nng_listener l;
-	if ((rv = nng_rep0_open(&e->sock)) != 0
-	    || (rv = nng_listener_create(&l, e->sock, "tcp://127.0.0.1:0"))
-	        != 0) {
+	if ((rv = nng_rep0_open(&e->sock)) != 0 ||
+	    (rv = nng_listener_create(&l, e->sock, "tcp://127.0.0.1:0")) !=
+	        0) {
 		b_die("echo: %s", nng_strerror(rv));
 	}
 	for (size_t i = 0; i < nctx; i++) {
 		e->cs[i].e = e;
-		if ((rv = nng_aio_alloc(&e->cs[i].aio, b_echo_cb, &e->cs[i]))
-		        != 0
-		    || (rv = nng_ctx_open(&e->cs[i].ctx, e->sock)) != 0) {
+		if ((rv = nng_aio_alloc(&e->cs[i].aio, b_echo_cb,
+		         &e->cs[i])) != 0 ||
+		    (rv = nng_ctx_open(&e->cs[i].ctx, e->sock)) != 0) {
 			b_die("echo context: %s", nng_strerror(rv));
 		}
 	}
 	char *url;
-	if ((rv = nng_listener_start(l, 0)) != 0
-	    || (rv = nng_listener_get_string(l, NNG_OPT_URL, &url)) != 0) {
+	if ((rv = nng_listener_start(l, 0)) != 0 ||
+	    (rv = nng_listener_get_string(l, NNG_OPT_URL, &url)) != 0) {
 		b_die("echo listen: %s", nng_strerror(rv));
 	}
 	snprintf(e->url, sizeof(e->url), "%s", url);
@@ -455,32 +455,32 @@ b_serve_echo(int nctx, const char *path)
 static uint8_t *
 b_capture_reply(const char *url, size_t *len)
 {
-	Leanauth__V1__GetAccessTokenRequest g
-	    = LEANAUTH__V1__GET_ACCESS_TOKEN_REQUEST__INIT;
+	Leanauth__V1__GetAccessTokenRequest g =
+	    LEANAUTH__V1__GET_ACCESS_TOKEN_REQUEST__INIT;
 	Leanauth__V1__RpcRequest r = LEANAUTH__V1__RPC_REQUEST__INIT;
 	uint8_t                  payload[64], env[256];
 	g.profile      = B_PROFILE;
 	r.method       = "leanauth.v1.TokenService/GetAccessToken";
 	r.payload.data = payload;
-	r.payload.len
-	    = leanauth__v1__get_access_token_request__pack(&g, payload);
+	r.payload.len =
+	    leanauth__v1__get_access_token_request__pack(&g, payload);
 	r.timeout_ms      = 10000;
 	size_t     envlen = leanauth__v1__rpc_request__pack(&r, env);
 	nng_socket s;
 	void      *rbuf = NULL;
 	int        rv;
-	if ((rv = nng_req0_open(&s)) != 0
-	    || (rv = nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 10000)) != 0
-	    || (rv = nng_dial(s, url, NULL, 0)) != 0
-	    || (rv = nng_send(s, env, envlen, 0)) != 0
-	    || (rv = nng_recv(s, &rbuf, len, NNG_FLAG_ALLOC)) != 0) {
+	if ((rv = nng_req0_open(&s)) != 0 ||
+	    (rv = nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 10000)) != 0 ||
+	    (rv = nng_dial(s, url, NULL, 0)) != 0 ||
+	    (rv = nng_send(s, env, envlen, 0)) != 0 ||
+	    (rv = nng_recv(s, &rbuf, len, NNG_FLAG_ALLOC)) != 0) {
 		b_die("capturing a reply from %s: %s", url, nng_strerror(rv));
 	}
 	nng_close(s);
-	Leanauth__V1__RpcResponse *resp
-	    = leanauth__v1__rpc_response__unpack(NULL, *len, rbuf);
-	if (resp == NULL
-	    || (resp->status != NULL && resp->status->code != 0)) {
+	Leanauth__V1__RpcResponse *resp =
+	    leanauth__v1__rpc_response__unpack(NULL, *len, rbuf);
+	if (resp == NULL ||
+	    (resp->status != NULL && resp->status->code != 0)) {
 		b_die("leanauthd's GetAccessToken reply is not OK");
 	}
 	leanauth__v1__rpc_response__free_unpacked(resp, NULL);
@@ -518,11 +518,11 @@ b_start_env(b_env *e, const b_opts *o)
 	leanauth_client *c;
 	leanauth_error   err;
 	leanauth_token   tok;
-	leanauth_options lo
-	    = {.timeout_ms = 10000, .connect_timeout_ms = 5000};
-	if (leanauth_open(&c, e->rpc_url, &lo, &err) != 0
-	    || leanauth_get_token(c, B_PROFILE, false, 0, NULL, &tok, &err)
-	        != 0) {
+	leanauth_options lo = {.timeout_ms = 10000,
+	    .connect_timeout_ms            = 5000};
+	if (leanauth_open(&c, e->rpc_url, &lo, &err) != 0 ||
+	    leanauth_get_token(c, B_PROFILE, false, 0, NULL, &tok, &err) !=
+	        0) {
 		b_die("first token: %s", err.message);
 	}
 	leanauth_token_clear(&tok);
@@ -572,8 +572,8 @@ b_mode_token(const b_opts *o, const char *self)
 	pid_t       echo = b_spawn_wrapped("BENCH_WRAP_ECHO", argv, &fd, NULL);
 	b_read_line(fd, echo_url, sizeof(echo_url), 60000, "echo server");
 	close(fd);
-	b_echo *inproc
-	    = o->echo_inproc ? b_echo_start(reply, len, B_NCTX) : NULL;
+	b_echo *inproc =
+	    o->echo_inproc ? b_echo_start(reply, len, B_NCTX) : NULL;
 
 	json_t *st0    = b_lean(&e, "_control/stats", NULL);
 	long    calls0 = b_json_int(st0, "refresh_calls");
@@ -699,9 +699,10 @@ b_send_setup(b_worker *w)
 static int
 b_send_op(b_worker *w)
 {
-	b_send_arg      *a = w->load->arg;
-	leanauth_request req
-	    = {.profile = B_PROFILE, .method = "GET", .url = a->url};
+	b_send_arg       *a   = w->load->arg;
+	leanauth_request  req = {.profile = B_PROFILE,
+	     .method                      = "GET",
+	     .url                         = a->url};
 	leanauth_response resp;
 	leanauth_error    err;
 	int rv = leanauth_send(w->state, &req, NULL, &resp, &err);
@@ -788,19 +789,19 @@ static void
 b_mode_send(const b_opts *o)
 {
 	b_env e;
-	fprintf(
-	    stderr, "send: Send through leanauthd vs. direct libcurl GET\n");
+	fprintf(stderr,
+	    "send: Send through leanauthd vs. direct libcurl GET\n");
 	b_start_env(&e, o);
 	b_send_arg a = {.rpc_url = e.rpc_url};
 	snprintf(a.url, sizeof(a.url), "%sapi/echo", e.brokerage_url);
 	leanauth_client *c;
 	leanauth_error   err;
 	leanauth_token   tok;
-	leanauth_options lo
-	    = {.timeout_ms = 10000, .connect_timeout_ms = 5000};
-	if (leanauth_open(&c, e.rpc_url, &lo, &err) != 0
-	    || leanauth_get_token(c, B_PROFILE, false, 0, NULL, &tok, &err)
-	        != 0) {
+	leanauth_options lo = {.timeout_ms = 10000,
+	    .connect_timeout_ms            = 5000};
+	if (leanauth_open(&c, e.rpc_url, &lo, &err) != 0 ||
+	    leanauth_get_token(c, B_PROFILE, false, 0, NULL, &tok, &err) !=
+	        0) {
 		b_die("token for direct GETs: %s", err.message);
 	}
 	snprintf(a.auth, sizeof(a.auth), "Authorization: Bearer %s",
@@ -815,8 +816,8 @@ b_mode_send(const b_opts *o)
 		b_load *L    = calloc(1, sizeof(*L));
 		b_acc   a_la = {0}, a_cu = {0};
 		double  calls0 = b_metric(&e, "leanauth_send_calls_total");
-		double  conns0
-		    = b_metric(&e, "leanauth_send_connections_total");
+		double  conns0 =
+		    b_metric(&e, "leanauth_send_connections_total");
 		atomic_store(&b_curl_calls, 0);
 		atomic_store(&b_curl_conns, 0);
 		L->nthreads = o->threads[i];
@@ -833,14 +834,14 @@ b_mode_send(const b_opts *o)
 			L->teardown = b_curl_teardown;
 			b_run(L, o, 0, &a_cu);
 		}
-		double calls
-		    = b_metric(&e, "leanauth_send_calls_total") - calls0;
-		double conns
-		    = b_metric(&e, "leanauth_send_connections_total") - conns0;
+		double calls =
+		    b_metric(&e, "leanauth_send_calls_total") - calls0;
+		double conns =
+		    b_metric(&e, "leanauth_send_connections_total") - conns0;
 		la_conn[i] = calls > 0 ? 100.0 * conns / calls : 0;
 		cu_conn[i] = atomic_load(&b_curl_calls) > 0
-		    ? 100.0 * (double) atomic_load(&b_curl_conns)
-		        / (double) atomic_load(&b_curl_calls)
+		    ? 100.0 * (double) atomic_load(&b_curl_conns) /
+		        (double) atomic_load(&b_curl_calls)
 		    : 0;
 		b_ratio_range(&a_la, &a_cu, range[i], sizeof(range[i]));
 		if (a_la.err[0] != '\0' || a_cu.err[0] != '\0') {
@@ -916,10 +917,10 @@ b_cold_main(void *arg)
 	leanauth_error err;
 	pthread_barrier_wait(k->go);
 	k->start = b_now_ns();
-	k->rv    = leanauth_get_token(
-	       k->c, B_PROFILE, true, k->if_gen, NULL, &tok, &err);
-	k->end = b_now_ns();
-	k->gen = k->rv == 0 ? tok.generation : 0;
+	k->rv    = leanauth_get_token(k->c, B_PROFILE, true, k->if_gen, NULL,
+	       &tok, &err);
+	k->end   = b_now_ns();
+	k->gen   = k->rv == 0 ? tok.generation : 0;
 	if (k->rv != 0) {
 		snprintf(k->err, sizeof(k->err), "%s", err.message);
 	}
@@ -966,10 +967,10 @@ b_mode_cold(const b_opts *o)
 		b_cold_caller *ks = calloc((size_t) n, sizeof(*ks));
 		for (int i = 0; i < n; i++) {
 			leanauth_error   err;
-			leanauth_options lo = {
-			    .timeout_ms = 10000, .connect_timeout_ms = 5000};
-			if (leanauth_open(&ks[i].c, e.rpc_url, &lo, &err)
-			    != 0) {
+			leanauth_options lo = {.timeout_ms = 10000,
+			    .connect_timeout_ms            = 5000};
+			if (leanauth_open(&ks[i].c, e.rpc_url, &lo, &err) !=
+			    0) {
 				b_die("leanauth_open: %s", err.message);
 			}
 		}
@@ -982,9 +983,8 @@ b_mode_cold(const b_opts *o)
 		for (int t = 0; t < trials; t++) {
 			leanauth_token tok;
 			leanauth_error err;
-			if (leanauth_get_token(
-			        ks[0].c, B_PROFILE, false, 0, NULL, &tok, &err)
-			    != 0) {
+			if (leanauth_get_token(ks[0].c, B_PROFILE, false, 0,
+			        NULL, &tok, &err) != 0) {
 				b_die("current token: %s", err.message);
 			}
 			uint64_t gen = tok.generation;
@@ -999,18 +999,18 @@ b_mode_cold(const b_opts *o)
 			for (int i = 0; i < n; i++) {
 				ks[i].go     = &go;
 				ks[i].if_gen = gen;
-				pthread_create(
-				    &ks[i].t, NULL, b_cold_main, &ks[i]);
+				pthread_create(&ks[i].t, NULL, b_cold_main,
+				    &ks[i]);
 			}
 			int64_t first = INT64_MAX, last = 0;
 			double *lat = calloc((size_t) n, sizeof(double));
 			for (int i = 0; i < n; i++) {
 				pthread_join(ks[i].t, NULL);
-				first = ks[i].start < first ? ks[i].start
-				                            : first;
-				last  = ks[i].end > last ? ks[i].end : last;
-				lat[i]
-				    = (double) (ks[i].end - ks[i].start) / 1e6;
+				first =
+				    ks[i].start < first ? ks[i].start : first;
+				last = ks[i].end > last ? ks[i].end : last;
+				lat[i] =
+				    (double) (ks[i].end - ks[i].start) / 1e6;
 				if (ks[i].rv != 0) {
 					errors++;
 					if (first_err[0] == '\0') {
@@ -1018,8 +1018,8 @@ b_mode_cold(const b_opts *o)
 						    sizeof(first_err), "%s",
 						    ks[i].err);
 					}
-				} else if (ks[i].gen != ks[0].gen
-				    || ks[i].gen <= gen) {
+				} else if (ks[i].gen != ks[0].gen ||
+				    ks[i].gen <= gen) {
 					same_gen = false;
 				}
 			}
@@ -1031,10 +1031,10 @@ b_mode_cold(const b_opts *o)
 			json_t *s1 = b_lean(&e, "_control/stats", NULL);
 			long calls = b_json_int(s1, "refresh_calls") - calls0;
 			json_decref(s1);
-			upstream_min
-			    = calls < upstream_min ? calls : upstream_min;
-			upstream_max
-			    = calls > upstream_max ? calls : upstream_max;
+			upstream_min =
+			    calls < upstream_min ? calls : upstream_min;
+			upstream_max =
+			    calls > upstream_max ? calls : upstream_max;
 			fprintf(stderr,
 			    "  N=%-3d trial %d: span %.1f ms, upstream calls "
 			    "%ld\n",
@@ -1158,17 +1158,17 @@ main(int argc, char **argv)
 			return (2);
 		}
 	}
-	if (o.n_threads <= 0 || o.n_cold <= 0 || o.run_s <= 0 || o.run_s > 30
-	    || o.warm_s < 0 || o.cold_delay_ms < 1 || o.cold_trials < 1
-	    || o.workers < 1 || o.reps < 1 || o.reps > 16) {
+	if (o.n_threads <= 0 || o.n_cold <= 0 || o.run_s <= 0 ||
+	    o.run_s > 30 || o.warm_s < 0 || o.cold_delay_ms < 1 ||
+	    o.cold_trials < 1 || o.workers < 1 || o.reps < 1 || o.reps > 16) {
 		b_usage(stderr);
 		return (2);
 	}
 	signal(SIGPIPE, SIG_IGN);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	bool all = strcmp(mode, "all") == 0;
-	if (!all && strcmp(mode, "token") != 0 && strcmp(mode, "send") != 0
-	    && strcmp(mode, "cold") != 0) {
+	if (!all && strcmp(mode, "token") != 0 && strcmp(mode, "send") != 0 &&
+	    strcmp(mode, "cold") != 0) {
 		b_usage(stderr);
 		return (2);
 	}

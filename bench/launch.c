@@ -108,8 +108,8 @@ b_spawn(const char *const argv[], int *out_fd, const char *err_path)
 			close(fds[1]);
 		}
 		if (err_path != NULL) {
-			int efd = open(
-			    err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+			int efd =
+			    open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 			if (efd >= 0) {
 				dup2(efd, 2);
 				close(efd);
@@ -251,14 +251,14 @@ b_start_daemon(b_env *e, json_t *cfg)
 		b_die("cannot write %s", cfg_path);
 	}
 	const char *argv[] = {LEANAUTHD_BIN, "--config", cfg_path, NULL};
-	e->daemon
-	    = b_spawn_wrapped("BENCH_WRAP_LEANAUTHD", argv, NULL, e->log_path);
+	e->daemon =
+	    b_spawn_wrapped("BENCH_WRAP_LEANAUTHD", argv, NULL, e->log_path);
 
 	int64_t until = b_now_ns() + 60000LL * 1000000;
 	for (;;) {
 		char *log = b_read_file(e->log_path);
-		char *line
-		    = log != NULL ? strstr(log, "\"msg\":\"ready\"") : NULL;
+		char *line =
+		    log != NULL ? strstr(log, "\"msg\":\"ready\"") : NULL;
 		char *end = line != NULL ? strchr(line, '\n') : NULL;
 		if (end != NULL) {
 			while (line > log && line[-1] != '\n') {
@@ -315,14 +315,14 @@ b_start(b_env *e, json_t *cfg)
 	char    allowed[200];
 	snprintf(allowed, sizeof(allowed), "%sapi/", e->brokerage_url);
 	json_array_foreach (json_object_get(cfg, "profiles"), i, p) {
-		json_object_set_new(
-		    p, "refresh_token", json_string(B_REFRESH_TOKEN));
+		json_object_set_new(p, "refresh_token",
+		    json_string(B_REFRESH_TOKEN));
 		json_t *send = json_object_get(p, "send");
 		if (send == NULL) {
 			json_object_set_new(p, "send", send = json_object());
 		}
-		json_object_set_new(
-		    send, "allowed_urls", json_pack("[s]", allowed));
+		json_object_set_new(send, "allowed_urls",
+		    json_pack("[s]", allowed));
 	}
 	b_start_daemon(e, cfg);
 }
@@ -422,8 +422,8 @@ b_http_json(const char *base, const char *path, const char *body)
 	CURLcode cc;
 	b_buf    b = {0};
 	b.p        = b_http_text(url, body, &cc);
-	json_t *j  = (cc == CURLE_OK && b.p != NULL) ? json_loads(b.p, 0, NULL)
-	                                             : NULL;
+	json_t *j =
+	    (cc == CURLE_OK && b.p != NULL) ? json_loads(b.p, 0, NULL) : NULL;
 	if (j == NULL) {
 		b_die("stand-in %s: %s", url,
 		    cc != CURLE_OK ? curl_easy_strerror(cc)

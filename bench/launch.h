@@ -63,8 +63,8 @@ pid_t b_spawn(const char *const argv[], int *out_fd, const char *err_path);
 pid_t b_spawn_wrapped(const char *wrap_env, const char *const argv[],
     int *out_fd, const char *err_path);
 // b_read_line reads one line (without '\n') from fd within timeout_ms.
-void b_read_line(
-    int fd, char *buf, size_t len, int timeout_ms, const char *what);
+void b_read_line(int fd, char *buf, size_t len, int timeout_ms,
+    const char *what);
 // b_reap sends sig to pid and waits up to timeout_ms (then SIGKILL).
 void b_reap(pid_t pid, int sig, int timeout_ms);
 

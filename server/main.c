@@ -37,11 +37,10 @@ static void *
 la_watchdog(void *arg)
 {
 	(void) arg;
-	struct timespec ts = { LA_SHUTDOWN_WATCHDOG_S, 0 };
-	while (nanosleep(&ts, &ts) != 0) {
-	}
-	la_log(LA_LOG_ERROR, "shutdown did not finish in time; exiting", "{s:i}",
-	    "after_s", LA_SHUTDOWN_WATCHDOG_S);
+	struct timespec ts = {LA_SHUTDOWN_WATCHDOG_S, 0};
+	while (nanosleep(&ts, &ts) != 0) { }
+	la_log(LA_LOG_ERROR, "shutdown did not finish in time; exiting",
+	    "{s:i}", "after_s", LA_SHUTDOWN_WATCHDOG_S);
 	_exit(1);
 	return (NULL);
 }
@@ -54,21 +53,24 @@ usage(FILE *f)
 	    "       leanauthd --check-config FILE validate FILE and exit\n"
 	    "       leanauthd --version | --help\n"
 	    "\n"
-	    "Serves brokerage OAuth tokens from the Lean platform API over nng\n"
+	    "Serves brokerage OAuth tokens from the Lean platform API over "
+	    "nng\n"
 	    "(REQ/REP, protobuf leanauth.v1) and publishes events on PUB.\n"
-	    "Logs are JSON lines on stderr. SIGTERM/SIGINT shut down cleanly.\n");
+	    "Logs are JSON lines on stderr. SIGTERM/SIGINT shut down "
+	    "cleanly.\n");
 }
 
 int
 main(int argc, char **argv)
 {
-	const char *path  = NULL;
-	bool        check = false;
+	const char *path     = NULL;
+	bool        check    = false;
 	char        err[512] = "";
 
 	json_set_alloc_funcs(malloc, la_wiping_free);
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+		if (strcmp(argv[i], "--help") == 0 ||
+		    strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
 			return (0);
 		} else if (strcmp(argv[i], "--version") == 0) {
@@ -80,7 +82,9 @@ main(int argc, char **argv)
 			check = strcmp(argv[i], "--check-config") == 0;
 			path  = argv[++i];
 		} else {
-			fprintf(stderr, "leanauthd: unexpected argument \"%s\"\n", argv[i]);
+			fprintf(stderr,
+			    "leanauthd: unexpected argument \"%s\"\n",
+			    argv[i]);
 			usage(stderr);
 			return (2);
 		}

@@ -44,7 +44,7 @@ typedef struct la_entry {
 	int64_t  refresh_at_ms;   // IDLE with token: background refresh due
 	bool     degraded;
 	bool     failed;
-	la_err   last_err;        // the latest failed attempt's code and text
+	la_err   last_err; // the latest failed attempt's code and text
 	char     last_error[256];
 
 	la_cache_waiter *head; // parked callers, FIFO
@@ -91,7 +91,8 @@ la_token_release(la_token *t)
 	if (t == NULL) {
 		return;
 	}
-	if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1) {
+	if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) ==
+	    1) {
 		explicit_bzero(t->access_token, t->len);
 		free(t);
 	}
@@ -134,7 +135,7 @@ static int64_t
 la_retry_delay(la_cache *c, const la_profile_cfg *p, uint32_t failures)
 {
 	const la_backoff_cfg *b = &p->retry_backoff;
-	double d = (double) p->retry_interval_ms;
+	double                d = (double) p->retry_interval_ms;
 	for (uint32_t i = 1; i < failures && d < (double) b->max_interval_ms;
 	     i++) {
 		d *= b->multiplier;
@@ -186,7 +187,8 @@ la_take_waiters(la_entry *e, la_actions *a, la_err r, la_token *tok,
 		la_waiter_unlink(e, w);
 		w->result = r;
 		w->token  = (r == LA_OK) ? la_token_hold(tok) : NULL;
-		snprintf(w->error, sizeof(w->error), "%s", r == LA_OK ? "" : error);
+		snprintf(w->error, sizeof(w->error), "%s",
+		    r == LA_OK ? "" : error);
 		w->next = a->done;
 		a->done = w;
 	}
@@ -294,15 +296,16 @@ la_run(la_entry *e, la_actions *a)
 		if (!a->start) {
 			return;
 		}
-		a->start  = false;
-		la_err rv = c->ops.start_attempt(c->ops.arg, e->idx, a->attempt);
+		a->start = false;
+		la_err rv =
+		    c->ops.start_attempt(c->ops.arg, e->idx, a->attempt);
 		if (rv == LA_OK) {
 			return;
 		}
 		pthread_mutex_lock(&e->mtx);
 		if (e->state == ST_ATTEMPTING) {
-			la_attempt_failed_locked(
-			    e, a, rv, la_strerror(rv), la_now(c));
+			la_attempt_failed_locked(e, a, rv, la_strerror(rv),
+			    la_now(c));
 		}
 		pthread_mutex_unlock(&e->mtx);
 	}
@@ -325,8 +328,9 @@ la_cancel_waiter(nng_aio *aio, void *arg, int rv)
 	w->result = (rv == NNG_ETIMEDOUT) ? LA_ERR_TIMEOUT : LA_ERR_SHUTDOWN;
 	w->token  = NULL;
 	snprintf(w->error, sizeof(w->error), "%s",
-	    rv == NNG_ETIMEDOUT ? "deadline exceeded waiting for a token refresh"
-	                        : "request cancelled");
+	    rv == NNG_ETIMEDOUT
+	        ? "deadline exceeded waiting for a token refresh"
+	        : "request cancelled");
 	nng_aio_finish(aio, 0);
 }
 
@@ -335,16 +339,17 @@ la_cache_get(la_cache *c, size_t profile, const la_cache_get_opts *o,
     la_cache_waiter *w)
 {
 	la_entry  *e = &c->entries[profile];
-	la_actions a = { 0 };
+	la_actions a = {0};
 
-	w->token  = NULL;
-	w->result = LA_OK;
+	w->token    = NULL;
+	w->result   = LA_OK;
 	w->error[0] = '\0';
 
 	pthread_mutex_lock(&e->mtx);
 	if (atomic_load(&c->stopped)) {
 		pthread_mutex_unlock(&e->mtx);
-		snprintf(w->error, sizeof(w->error), "server is shutting down");
+		snprintf(w->error, sizeof(w->error),
+		    "server is shutting down");
 		return (w->result = LA_ERR_SHUTDOWN);
 	}
 	int64_t now = la_now(c);
@@ -365,7 +370,8 @@ la_cache_get(la_cache *c, size_t profile, const la_cache_get_opts *o,
 	}
 	if (!nng_aio_begin(w->aio)) {
 		pthread_mutex_unlock(&e->mtx);
-		snprintf(w->error, sizeof(w->error), "server is shutting down");
+		snprintf(w->error, sizeof(w->error),
+		    "server is shutting down");
 		return (w->result = LA_ERR_SHUTDOWN);
 	}
 	// Park before deciding on a refresh, so an attempt that fails
@@ -411,8 +417,8 @@ la_cache_get(la_cache *c, size_t profile, const la_cache_get_opts *o,
 }
 
 static void
-la_attempt_failed_locked(
-    la_entry *e, la_actions *a, la_err err, const char *error, int64_t now)
+la_attempt_failed_locked(la_entry *e, la_actions *a, la_err err,
+    const char *error, int64_t now)
 {
 	la_cache             *c = e->cache;
 	const la_profile_cfg *p = e->cfg;
@@ -422,12 +428,13 @@ la_attempt_failed_locked(
 	snprintf(e->last_error, sizeof(e->last_error), "%s", error);
 	la_log(LA_LOG_WARN, "token refresh attempt failed",
 	    "{s:s, s:i, s:i, s:s, s:s}", "profile", p->name, "attempt",
-	    (int) e->round_attempts, "of", (int) p->max_retry_count + 1, "code",
-	    la_strerror(err), "error", error);
+	    (int) e->round_attempts, "of", (int) p->max_retry_count + 1,
+	    "code", la_strerror(err), "error", error);
 
 	if (err == LA_ERR_SHUTDOWN || atomic_load(&c->stopped)) {
 		// Stopping: answer now rather than retry.
-		snprintf(a->error, sizeof(a->error), "server is shutting down");
+		snprintf(a->error, sizeof(a->error),
+		    "server is shutting down");
 		la_take_waiters(e, a, LA_ERR_SHUTDOWN, NULL, a->error);
 		e->state = ST_IDLE;
 		return;
@@ -435,7 +442,8 @@ la_attempt_failed_locked(
 	if (e->round_attempts < p->max_retry_count + 1) {
 		// Foreground waits follow this round; background ones keep
 		// growing across the whole outage.
-		uint32_t n = e->foreground ? e->round_attempts : e->outage_attempts;
+		uint32_t n =
+		    e->foreground ? e->round_attempts : e->outage_attempts;
 		e->state           = ST_RETRY_WAIT;
 		e->next_attempt_ms = now + la_retry_delay(c, p, n);
 		a->kick            = true;
@@ -453,15 +461,17 @@ la_attempt_failed_locked(
 			ev->err           = err;
 			ev->expires_at_ms = e->token->expires_at_ms;
 			la_log(LA_LOG_WARN, "authentication degraded",
-			    "{s:s, s:s, s:i, s:I}", "profile", p->name, "error",
-			    error, "attempts", (int) e->outage_attempts,
+			    "{s:s, s:s, s:i, s:I}", "profile", p->name,
+			    "error", error, "attempts",
+			    (int) e->outage_attempts,
 			    "token_valid_until_unix_ms",
 			    (json_int_t) e->token->expires_at_ms);
 		}
-		e->round_attempts  = 0;
-		e->state           = ST_RETRY_WAIT;
-		e->next_attempt_ms = now + la_retry_delay(c, p, e->outage_attempts);
-		a->kick            = true;
+		e->round_attempts = 0;
+		e->state          = ST_RETRY_WAIT;
+		e->next_attempt_ms =
+		    now + la_retry_delay(c, p, e->outage_attempts);
+		a->kick = true;
 		return;
 	}
 	la_fail_round(e, a, err, error, now);
@@ -472,8 +482,8 @@ void
 la_cache_attempt_done(la_cache *c, size_t profile, la_err result,
     la_lean_reply *reply, const char *error)
 {
-	la_entry  *e = &c->entries[profile];
-	la_actions a = { 0 };
+	la_entry  *e   = &c->entries[profile];
+	la_actions a   = {0};
 	la_token  *tok = NULL;
 
 	pthread_mutex_lock(&e->mtx);
@@ -494,8 +504,8 @@ la_cache_attempt_done(la_cache *c, size_t profile, la_err result,
 	}
 	la_lean_reply_clear(reply);
 	if (result != LA_OK) {
-		la_attempt_failed_locked(
-		    e, &a, result, error != NULL ? error : la_strerror(result), now);
+		la_attempt_failed_locked(e, &a, result,
+		    error != NULL ? error : la_strerror(result), now);
 		pthread_mutex_unlock(&e->mtx);
 		la_run(e, &a);
 		return;
@@ -522,10 +532,11 @@ la_cache_attempt_done(la_cache *c, size_t profile, la_err result,
 	ev->expires_at_ms  = tok->expires_at_ms;
 	ev->generation     = tok->generation;
 	a.kick             = true;
-	la_log(LA_LOG_INFO, "token refreshed", "{s:s, s:I, s:I, s:I}", "profile",
-	    e->cfg->name, "generation", (json_int_t) tok->generation,
-	    "expires_at_unix_ms", (json_int_t) tok->expires_at_ms,
-	    "refresh_at_unix_ms", (json_int_t) e->refresh_at_ms);
+	la_log(LA_LOG_INFO, "token refreshed", "{s:s, s:I, s:I, s:I}",
+	    "profile", e->cfg->name, "generation",
+	    (json_int_t) tok->generation, "expires_at_unix_ms",
+	    (json_int_t) tok->expires_at_ms, "refresh_at_unix_ms",
+	    (json_int_t) e->refresh_at_ms);
 	pthread_mutex_unlock(&e->mtx);
 	la_run(e, &a);
 }
@@ -544,7 +555,7 @@ la_cache_poll(la_cache *c)
 
 	for (size_t i = 0; i < c->n; i++) {
 		la_entry  *e = &c->entries[i];
-		la_actions a = { 0 };
+		la_actions a = {0};
 
 		pthread_mutex_lock(&e->mtx);
 		if (atomic_load(&c->stopped)) {
@@ -552,8 +563,8 @@ la_cache_poll(la_cache *c)
 			return (-1);
 		}
 		int64_t now = la_now(c);
-		if (e->degraded && !e->foreground && e->state != ST_ATTEMPTING &&
-		    !la_token_valid(e, now)) {
+		if (e->degraded && !e->foreground &&
+		    e->state != ST_ATTEMPTING && !la_token_valid(e, now)) {
 			// Retries were exhausted long ago and now the token
 			// is gone too: a caller can no longer be given one.
 			la_fail_round(e, &a, e->last_err, e->last_error, now);
@@ -564,7 +575,8 @@ la_cache_poll(la_cache *c)
 				if (now >= e->refresh_at_ms) {
 					la_begin_round(e, &a, false);
 				} else {
-					next = la_min_due(next, e->refresh_at_ms, now);
+					next = la_min_due(next,
+					    e->refresh_at_ms, now);
 				}
 			}
 			break;
@@ -572,7 +584,8 @@ la_cache_poll(la_cache *c)
 			if (now >= e->next_attempt_ms) {
 				la_begin_attempt(e, &a);
 			} else {
-				next = la_min_due(next, e->next_attempt_ms, now);
+				next =
+				    la_min_due(next, e->next_attempt_ms, now);
 			}
 			break;
 		case ST_ATTEMPTING:
@@ -662,9 +675,10 @@ la_cache_stop(la_cache *c)
 	}
 	for (size_t i = 0; i < c->n; i++) {
 		la_entry  *e = &c->entries[i];
-		la_actions a = { 0 };
+		la_actions a = {0};
 		pthread_mutex_lock(&e->mtx);
-		la_take_waiters(e, &a, LA_ERR_SHUTDOWN, NULL, "server is shutting down");
+		la_take_waiters(e, &a, LA_ERR_SHUTDOWN, NULL,
+		    "server is shutting down");
 		e->state = ST_IDLE; // late attempt results are discarded
 		pthread_mutex_unlock(&e->mtx);
 		la_run(e, &a);

@@ -49,12 +49,12 @@ typedef struct la_cache_event {
 	la_cache_event_type   type;
 	const la_profile_cfg *profile;
 	int64_t               at_ms;
-	la_token_type         token_type;     // REFRESHED
-	int64_t               expires_at_ms;  // REFRESHED; DEGRADED: valid until
-	uint64_t              generation;     // REFRESHED
-	uint32_t              attempts;       // FAILED, DEGRADED: upstream calls
-	la_err                err;            // FAILED, DEGRADED
-	const char           *error;          // FAILED, DEGRADED: upstream text
+	la_token_type         token_type; // REFRESHED
+	int64_t     expires_at_ms;        // REFRESHED; DEGRADED: valid until
+	uint64_t    generation;           // REFRESHED
+	uint32_t    attempts;             // FAILED, DEGRADED: upstream calls
+	la_err      err;                  // FAILED, DEGRADED
+	const char *error;                // FAILED, DEGRADED: upstream text
 } la_cache_event;
 
 typedef struct la_cache_ops {
@@ -97,7 +97,8 @@ typedef struct la_cache_get_opts {
 } la_cache_get_opts;
 
 // la_cache_create borrows cfg and copies ops.
-la_err la_cache_create(la_cache **out, const la_config *cfg, const la_cache_ops *ops);
+la_err la_cache_create(la_cache **out, const la_config *cfg,
+    const la_cache_ops *ops);
 
 // la_cache_start arms the cache's own timer (refresh ahead, retry waits,
 // expiry while degraded). Tests that drive time by hand skip it and call
@@ -135,10 +136,10 @@ int64_t la_cache_poll(la_cache *c);
 
 // Per-profile state, for health checks and metrics.
 typedef struct la_cache_status {
-	bool     has_token;      // a token valid now
-	bool     refreshing;     // a refresh round is running or waiting to retry
-	bool     degraded;       // background refresh failing, token still valid
-	bool     failed;         // the last round exhausted its retries
+	bool     has_token;  // a token valid now
+	bool     refreshing; // a refresh round is running or waiting to retry
+	bool     degraded;   // background refresh failing, token still valid
+	bool     failed;     // the last round exhausted its retries
 	uint64_t generation;
 	int64_t  expires_at_ms;
 	uint64_t upstream_calls; // attempts started since creation

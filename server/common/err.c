@@ -7,20 +7,20 @@ static const struct {
 	int         status;
 	const char *text;
 } la_err_table[LA_ERR_COUNT_] = {
-	[LA_OK]                  = { LA_STATUS_OK, "ok" },
-	[LA_ERR_INVALID]         = { LA_STATUS_INVALID_ARGUMENT, "invalid argument" },
-	[LA_ERR_TIMEOUT]         = { LA_STATUS_DEADLINE_EXCEEDED, "deadline exceeded" },
-	[LA_ERR_NOT_FOUND]       = { LA_STATUS_NOT_FOUND, "not found" },
-	[LA_ERR_DENIED]          = { LA_STATUS_PERMISSION_DENIED, "permission denied" },
-	[LA_ERR_TOO_BIG]         = { LA_STATUS_RESOURCE_EXHAUSTED, "too large" },
-	[LA_ERR_BUSY]            = { LA_STATUS_RESOURCE_EXHAUSTED, "server busy" },
-	[LA_ERR_UNIMPLEMENTED]   = { LA_STATUS_UNIMPLEMENTED, "unimplemented" },
-	[LA_ERR_INTERNAL]        = { LA_STATUS_INTERNAL, "internal error" },
-	[LA_ERR_NOMEM]           = { LA_STATUS_INTERNAL, "out of memory" },
-	[LA_ERR_UNAVAILABLE]     = { LA_STATUS_UNAVAILABLE, "unavailable" },
-	[LA_ERR_SHUTDOWN]        = { LA_STATUS_UNAVAILABLE, "shutting down" },
-	[LA_ERR_UNAUTHENTICATED] = { LA_STATUS_UNAUTHENTICATED, "unauthenticated" },
-	[LA_ERR_PENDING]         = { LA_STATUS_INTERNAL, "pending" },
+    [LA_OK]            = {LA_STATUS_OK, "ok"},
+    [LA_ERR_INVALID]   = {LA_STATUS_INVALID_ARGUMENT, "invalid argument"},
+    [LA_ERR_TIMEOUT]   = {LA_STATUS_DEADLINE_EXCEEDED, "deadline exceeded"},
+    [LA_ERR_NOT_FOUND] = {LA_STATUS_NOT_FOUND, "not found"},
+    [LA_ERR_DENIED]    = {LA_STATUS_PERMISSION_DENIED, "permission denied"},
+    [LA_ERR_TOO_BIG]   = {LA_STATUS_RESOURCE_EXHAUSTED, "too large"},
+    [LA_ERR_BUSY]      = {LA_STATUS_RESOURCE_EXHAUSTED, "server busy"},
+    [LA_ERR_UNIMPLEMENTED]   = {LA_STATUS_UNIMPLEMENTED, "unimplemented"},
+    [LA_ERR_INTERNAL]        = {LA_STATUS_INTERNAL, "internal error"},
+    [LA_ERR_NOMEM]           = {LA_STATUS_INTERNAL, "out of memory"},
+    [LA_ERR_UNAVAILABLE]     = {LA_STATUS_UNAVAILABLE, "unavailable"},
+    [LA_ERR_SHUTDOWN]        = {LA_STATUS_UNAVAILABLE, "shutting down"},
+    [LA_ERR_UNAUTHENTICATED] = {LA_STATUS_UNAUTHENTICATED, "unauthenticated"},
+    [LA_ERR_PENDING]         = {LA_STATUS_INTERNAL, "pending"},
 };
 
 int

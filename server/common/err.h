@@ -5,12 +5,12 @@
 
 typedef enum la_err {
 	LA_OK = 0,
-	LA_ERR_INVALID,         // malformed input            -> INVALID_ARGUMENT
-	LA_ERR_TIMEOUT,         // caller's deadline passed   -> DEADLINE_EXCEEDED
-	LA_ERR_NOT_FOUND,       // unknown profile            -> NOT_FOUND
-	LA_ERR_DENIED,          // URL not allowed            -> PERMISSION_DENIED
-	LA_ERR_TOO_BIG,         // message/body over a cap    -> RESOURCE_EXHAUSTED
-	LA_ERR_BUSY,            // worker queue full          -> RESOURCE_EXHAUSTED
+	LA_ERR_INVALID,   // malformed input            -> INVALID_ARGUMENT
+	LA_ERR_TIMEOUT,   // caller's deadline passed   -> DEADLINE_EXCEEDED
+	LA_ERR_NOT_FOUND, // unknown profile            -> NOT_FOUND
+	LA_ERR_DENIED,    // URL not allowed            -> PERMISSION_DENIED
+	LA_ERR_TOO_BIG,   // message/body over a cap    -> RESOURCE_EXHAUSTED
+	LA_ERR_BUSY,      // worker queue full          -> RESOURCE_EXHAUSTED
 	LA_ERR_UNIMPLEMENTED,   // unknown method             -> UNIMPLEMENTED
 	LA_ERR_INTERNAL,        // a bug or a library failure -> INTERNAL
 	LA_ERR_NOMEM,           // allocation failed          -> INTERNAL

@@ -13,7 +13,7 @@
 static atomic_int la_log_min = LA_LOG_INFO;
 static atomic_int la_log_fd  = 2;
 
-static const char *const la_level_names[] = { "debug", "info", "warn", "error" };
+static const char *const la_level_names[] = {"debug", "info", "warn", "error"};
 
 bool
 la_log_parse_level(const char *name, la_log_level *out)
@@ -83,7 +83,8 @@ la_log(la_log_level level, const char *msg, const char *fields, ...)
 			}
 			json_decref(extra);
 		} else {
-			json_object_set_new(line, "log_error", json_string(jerr.text));
+			json_object_set_new(line, "log_error",
+			    json_string(jerr.text));
 		}
 	}
 	char *text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -91,8 +92,8 @@ la_log(la_log_level level, const char *msg, const char *fields, ...)
 	if (text == NULL) {
 		return;
 	}
-	size_t n = strlen(text);
-	text[n]  = '\n'; // json_dumps' terminator becomes the newline
+	size_t n        = strlen(text);
+	text[n]         = '\n'; // json_dumps' terminator becomes the newline
 	const char *p   = text;
 	size_t      rem = n + 1;
 	int         fd  = atomic_load(&la_log_fd);

@@ -20,9 +20,9 @@
 
 #include "common/err.h"
 
-#define LA_CONFIG_MAX (1024 * 1024)  // config file cap
-#define LA_SECRET_MAX (64 * 1024)    // secret file/variable cap
-#define LA_MAX_MS 3600000            // every timeout and interval: 1 hour
+#define LA_CONFIG_MAX (1024 * 1024) // config file cap
+#define LA_SECRET_MAX (64 * 1024)   // secret file/variable cap
+#define LA_MAX_MS 3600000           // every timeout and interval: 1 hour
 #define LA_MAX_BODY (256 * 1024 * 1024)
 #define LA_MAX_LIFETIME_S (365 * 86400)
 #define LA_MAX_RETRIES 100
@@ -43,24 +43,24 @@ enum {
 	LA_ALLOW_EMPTY = 1 << 1,
 };
 
-static const char *const la_root_keys[] = { "listen", "workers", "queue_size",
-	"max_inflight", "default_timeout_ms", "log_level", "lean_api",
-	"profiles", NULL };
-static const char *const la_listen_keys[] = { "rpc", "events", "http", "tls",
-	NULL };
-static const char *const la_tls_keys[] = { "cert_file", "key_file", "ca_file",
-	"require_client_cert", NULL };
-static const char *const la_lean_keys[] = { "url", "user_id", "api_token",
-	"api_token_file", "api_token_env", "timeout_ms", NULL };
-static const char *const la_profile_keys[] = { "name", "brokerage",
-	"account_id", "refresh_token", "refresh_token_file",
-	"refresh_token_env", "deploy_id", "token_lifetime_s",
-	"offset_before_expiration_s", "max_retry_count", "retry_interval_ms",
-	"retry_backoff", "refresh_ahead_s", "send", NULL };
-static const char *const la_backoff_keys[] = { "multiplier", "max_interval_ms",
-	"jitter", NULL };
-static const char *const la_send_keys[] = { "allowed_urls", "timeout_ms",
-	"max_body_bytes", NULL };
+static const char *const la_root_keys[]   = {"listen", "workers", "queue_size",
+      "max_inflight", "default_timeout_ms", "log_level", "lean_api", "profiles",
+      NULL};
+static const char *const la_listen_keys[] = {"rpc", "events", "http", "tls",
+    NULL};
+static const char *const la_tls_keys[]  = {"cert_file", "key_file", "ca_file",
+     "require_client_cert", NULL};
+static const char *const la_lean_keys[] = {"url", "user_id", "api_token",
+    "api_token_file", "api_token_env", "timeout_ms", NULL};
+static const char *const la_profile_keys[] = {"name", "brokerage",
+    "account_id", "refresh_token", "refresh_token_file", "refresh_token_env",
+    "deploy_id", "token_lifetime_s", "offset_before_expiration_s",
+    "max_retry_count", "retry_interval_ms", "retry_backoff", "refresh_ahead_s",
+    "send", NULL};
+static const char *const la_backoff_keys[] = {"multiplier", "max_interval_ms",
+    "jitter", NULL};
+static const char *const la_send_keys[]    = {"allowed_urls", "timeout_ms",
+       "max_body_bytes", NULL};
 
 // ---- errors and key paths ----
 
@@ -137,8 +137,8 @@ la_scrub_json(json_t *obj, const char *key)
 {
 	json_t *v = json_object_get(obj, key);
 	if (json_is_string(v)) {
-		explicit_bzero(
-		    (char *) json_string_value(v), json_string_length(v));
+		explicit_bzero((char *) json_string_value(v),
+		    json_string_length(v));
 	}
 }
 
@@ -242,8 +242,8 @@ la_get(json_t *obj, const char *key)
 
 // la_check_keys rejects the first key of obj (in file order) not in known.
 static int
-la_check_keys(
-    la_ctx *c, json_t *obj, const char *path, const char *const *known)
+la_check_keys(la_ctx *c, json_t *obj, const char *path,
+    const char *const *known)
 {
 	const char *key;
 	json_t     *v = NULL;
@@ -266,8 +266,7 @@ la_check_keys(
 }
 
 static int
-la_obj(la_ctx *c, json_t *obj, const char *path, const char *key,
-    json_t **out)
+la_obj(la_ctx *c, json_t *obj, const char *path, const char *key, json_t **out)
 {
 	json_t *v = la_get(obj, key);
 
@@ -327,8 +326,8 @@ la_int(la_ctx *c, json_t *obj, const char *path, const char *key, int64_t min,
 }
 
 static int
-la_u32(la_ctx *c, json_t *obj, const char *path, const char *key,
-    uint32_t min, uint32_t max, uint32_t def, uint32_t *out)
+la_u32(la_ctx *c, json_t *obj, const char *path, const char *key, uint32_t min,
+    uint32_t max, uint32_t def, uint32_t *out)
 {
 	int64_t v = 0;
 	int     rv;
@@ -379,8 +378,8 @@ la_bool(la_ctx *c, json_t *obj, const char *path, const char *key, bool def,
 // ---- secrets: exactly one of <key>, <key>_file, <key>_env ----
 
 static int
-la_secret_inline(
-    la_ctx *c, const char *path, const char *key, json_t *v, char **out)
+la_secret_inline(la_ctx *c, const char *path, const char *key, json_t *v,
+    char **out)
 {
 	if (!json_is_string(v)) {
 		return (la_bad(c, path, key, "must be a string"));
@@ -395,8 +394,8 @@ la_secret_inline(
 }
 
 static int
-la_secret_file(
-    la_ctx *c, const char *path, const char *key, json_t *v, char **out)
+la_secret_file(la_ctx *c, const char *path, const char *key, json_t *v,
+    char **out)
 {
 	char  *file = NULL;
 	char  *buf  = NULL;
@@ -424,8 +423,7 @@ la_secret_file(
 	}
 	// A mounted Kubernetes Secret or `echo x > file` ends in a newline
 	// that is not part of the token.
-	for (n = got; n > 0 && isspace((unsigned char) buf[n - 1]); n--) {
-	}
+	for (n = got; n > 0 && isspace((unsigned char) buf[n - 1]); n--) { }
 	if (n == 0) {
 		rv = la_bad(c, path, key, "%s is empty", file);
 	} else if (memchr(buf, '\0', n) != NULL) {
@@ -441,8 +439,8 @@ done:
 }
 
 static int
-la_secret_env(
-    la_ctx *c, const char *path, const char *key, json_t *v, char **out)
+la_secret_env(la_ctx *c, const char *path, const char *key, json_t *v,
+    char **out)
 {
 	const char *name;
 	const char *val;
@@ -452,12 +450,12 @@ la_secret_env(
 	}
 	name = json_string_value(v);
 	if ((val = getenv(name)) == NULL) {
-		return (la_bad(
-		    c, path, key, "environment variable %s is not set", name));
+		return (la_bad(c, path, key,
+		    "environment variable %s is not set", name));
 	}
 	if (val[0] == '\0') {
-		return (la_bad(
-		    c, path, key, "environment variable %s is empty", name));
+		return (la_bad(c, path, key,
+		    "environment variable %s is empty", name));
 	}
 	if (strlen(val) > LA_SECRET_MAX) {
 		return (la_bad(c, path, key,
@@ -559,16 +557,16 @@ la_check_url(la_ctx *c, const char *path, const char *key, const char *url)
 	}
 	if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
 	    (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
-		rv = la_bad(
-		    c, path, key, "must be an http:// or https:// URL");
+		rv =
+		    la_bad(c, path, key, "must be an http:// or https:// URL");
 	} else if (la_url_has(u, CURLUPART_USER) ||
 	    la_url_has(u, CURLUPART_PASSWORD)) {
-		rv = la_bad(
-		    c, path, key, "must not contain a user or password");
+		rv = la_bad(c, path, key,
+		    "must not contain a user or password");
 	} else if (la_url_has(u, CURLUPART_QUERY) ||
 	    la_url_has(u, CURLUPART_FRAGMENT)) {
-		rv = la_bad(
-		    c, path, key, "must not contain a query or fragment");
+		rv = la_bad(c, path, key,
+		    "must not contain a query or fragment");
 	}
 
 done:
@@ -582,8 +580,8 @@ done:
 static int
 la_check_nng_url(la_ctx *c, const char *key, const char *url, bool *tls)
 {
-	static const char *const schemes[] = { "tcp://", "tls+tcp://",
-		"ipc://", "inproc://", NULL };
+	static const char *const schemes[] = {"tcp://", "tls+tcp://", "ipc://",
+	    "inproc://", NULL};
 
 	for (int i = 0; schemes[i] != NULL; i++) {
 		size_t n = strlen(schemes[i]);
@@ -636,8 +634,8 @@ static int
 la_parse_tls(la_ctx *c, json_t *listen, la_config *cfg)
 {
 	const char *p       = "listen.tls";
-	char      **files[] = { &cfg->tls.cert_file, &cfg->tls.key_file,
-		     &cfg->tls.ca_file };
+	char      **files[] = {&cfg->tls.cert_file, &cfg->tls.key_file,
+	         &cfg->tls.ca_file};
 	char       *abs;
 	json_t     *o = NULL;
 	int         rv;
@@ -649,10 +647,10 @@ la_parse_tls(la_ctx *c, json_t *listen, la_config *cfg)
 	if ((rv = la_check_keys(c, o, p, la_tls_keys)) != 0 ||
 	    (rv = la_str(c, o, p, "cert_file", 0, NULL,
 	         &cfg->tls.cert_file)) != 0 ||
-	    (rv = la_str(c, o, p, "key_file", 0, NULL,
-	         &cfg->tls.key_file)) != 0 ||
-	    (rv = la_str(c, o, p, "ca_file", 0, NULL,
-	         &cfg->tls.ca_file)) != 0 ||
+	    (rv = la_str(c, o, p, "key_file", 0, NULL, &cfg->tls.key_file)) !=
+	        0 ||
+	    (rv = la_str(c, o, p, "ca_file", 0, NULL, &cfg->tls.ca_file)) !=
+	        0 ||
 	    (rv = la_bool(c, o, p, "require_client_cert", false,
 	         &cfg->tls.require_client_cert)) != 0) {
 		return (rv);
@@ -701,7 +699,7 @@ la_need_tls(la_ctx *c, const char *key, const la_config *cfg)
 static int
 la_parse_listen(la_ctx *c, json_t *root, la_config *cfg)
 {
-	json_t *l = NULL;
+	json_t *l       = NULL;
 	bool    rpc_tls = false;
 	bool    ev_tls  = false;
 	int     rv;
@@ -878,8 +876,8 @@ la_parse_send(la_ctx *c, json_t *prof, const char *ppath, la_send_cfg *s)
 		}
 	}
 	json_array_foreach (urls, i, u) {
-		snprintf(
-		    upath, sizeof(upath), "%s.allowed_urls[%zu]", path, i);
+		snprintf(upath, sizeof(upath), "%s.allowed_urls[%zu]", path,
+		    i);
 		if (!json_is_string(u)) {
 			return (la_bad(c, upath, NULL, "must be a string"));
 		}
@@ -942,8 +940,8 @@ la_parse_profile(la_ctx *c, json_t *o, const char *path, la_profile_cfg *p)
 	    (rv = la_int(c, o, path, "token_lifetime_s", 1, LA_MAX_LIFETIME_S,
 	         1800, &p->token_lifetime_s)) != 0 ||
 	    (rv = la_int(c, o, path, "offset_before_expiration_s", 0,
-	         LA_MAX_LIFETIME_S, 120,
-	         &p->offset_before_expiration_s)) != 0) {
+	         LA_MAX_LIFETIME_S, 120, &p->offset_before_expiration_s)) !=
+	        0) {
 		return (rv);
 	}
 	if (p->offset_before_expiration_s >= p->token_lifetime_s) {
@@ -1036,7 +1034,7 @@ static la_config *
 la_config_from_text(const char *text, size_t len, const char *source,
     const char *base_dir, char *err, size_t errlen)
 {
-	la_ctx       c    = { err, errlen, base_dir };
+	la_ctx       c    = {err, errlen, base_dir};
 	la_config   *cfg  = NULL;
 	json_t      *root = NULL;
 	json_error_t jerr;
@@ -1100,10 +1098,10 @@ la_config_parse(const char *json, char *err, size_t errlen)
 la_config *
 la_config_load(const char *path, char *err, size_t errlen)
 {
-	la_ctx     c       = { err, errlen, NULL };
-	la_config *cfg     = NULL;
-	char      *text    = NULL;
-	char      *dir     = NULL;
+	la_ctx     c    = {err, errlen, NULL};
+	la_config *cfg  = NULL;
+	char      *text = NULL;
+	char      *dir  = NULL;
 	char      *slash;
 	size_t     len = 0;
 	int        e;

@@ -22,22 +22,22 @@ typedef struct la_backoff_cfg {
 } la_backoff_cfg;
 
 typedef struct la_send_cfg {
-	char   **allowed_urls; // URL prefixes Send may call; none: Send refused
-	size_t   n_allowed_urls;
-	uint32_t timeout_ms;     // default 30000
-	size_t   max_body_bytes; // request and response body cap, default 8 MiB
+	char **allowed_urls; // URL prefixes Send may call; none: Send refused
+	size_t n_allowed_urls;
+	uint32_t timeout_ms;   // default 30000
+	size_t max_body_bytes; // request and response body cap, default 8 MiB
 } la_send_cfg;
 
 typedef struct la_profile_cfg {
-	char   *name;          // required, unique
-	char   *brokerage;     // required; sent lowercased
-	char   *account_id;    // required
-	char   *refresh_token; // secret; NULL: omitted from the refresh body
-	char   *deploy_id;     // NULL: omitted
-	int64_t token_lifetime_s;           // default 1800
-	int64_t offset_before_expiration_s; // default 120
-	uint32_t max_retry_count;           // default 3 (4 attempts)
-	uint32_t retry_interval_ms;         // default 5000
+	char    *name;          // required, unique
+	char    *brokerage;     // required; sent lowercased
+	char    *account_id;    // required
+	char    *refresh_token; // secret; NULL: omitted from the refresh body
+	char    *deploy_id;     // NULL: omitted
+	int64_t  token_lifetime_s;           // default 1800
+	int64_t  offset_before_expiration_s; // default 120
+	uint32_t max_retry_count;            // default 3 (4 attempts)
+	uint32_t retry_interval_ms;          // default 5000
 	la_backoff_cfg retry_backoff; // absent: constant interval, no jitter
 	// Seconds before expiry that a background refresh starts. Default: a
 	// quarter of the usable lifetime (token_lifetime_s -
@@ -54,22 +54,23 @@ typedef struct la_tls_cfg {
 } la_tls_cfg;
 
 typedef struct la_config {
-	char      *listen_rpc;    // default "tcp://127.0.0.1:7450"
-	char      *listen_events; // default "tcp://127.0.0.1:7451"
-	char      *listen_http;   // "host:port", default "127.0.0.1:7452"; "" off
-	bool       has_tls;       // listen.tls given (needed for tls+tcp://)
+	char *listen_rpc;    // default "tcp://127.0.0.1:7450"
+	char *listen_events; // default "tcp://127.0.0.1:7451"
+	char *listen_http;   // "host:port", default "127.0.0.1:7452"; "" off
+	bool  has_tls;       // listen.tls given (needed for tls+tcp://)
 	la_tls_cfg tls;
 
 	uint32_t workers;      // default 8, 1..256
 	uint32_t queue_size;   // worker queue bound, default 1024
 	uint32_t max_inflight; // concurrent RPCs (REP contexts), default 1024
-	uint32_t default_timeout_ms; // when a request's timeout_ms is 0, default 30000
-	la_log_level log_level;      // "log_level", default "info"
+	uint32_t
+	    default_timeout_ms; // when a request's timeout_ms is 0, default 30000
+	la_log_level log_level; // "log_level", default "info"
 
-	char    *lean_url;       // default "https://www.quantconnect.com/api/v2/",
-	                         // always ends with '/'
-	char    *lean_user_id;   // required
-	char    *lean_api_token; // secret, required
+	char *lean_url; // default "https://www.quantconnect.com/api/v2/",
+	                // always ends with '/'
+	char    *lean_user_id;    // required
+	char    *lean_api_token;  // secret, required
 	uint32_t lean_timeout_ms; // default 10000
 
 	la_profile_cfg *profiles; // at least one
@@ -92,7 +93,8 @@ void la_config_destroy(la_config *cfg);
 
 // la_config_profile returns the profile called name; NULL or "" means the
 // first one. NULL when there is none.
-const la_profile_cfg *la_config_profile(const la_config *cfg, const char *name);
+const la_profile_cfg *la_config_profile(const la_config *cfg,
+    const char                                          *name);
 
 // la_config_profile_index is la_config_profile returning an index, or -1.
 int la_config_profile_index(const la_config *cfg, const char *name);

@@ -72,9 +72,9 @@ la_random01(void *arg)
 static void
 la_refresh_run(la_worker *w, void *arg)
 {
-	la_refresh_job *j = arg;
-	la_daemon      *d = j->d;
-	la_lean_reply   reply = { 0 };
+	la_refresh_job *j        = arg;
+	la_daemon      *d        = j->d;
+	la_lean_reply   reply    = {0};
 	char            err[256] = "";
 
 	la_err rv = la_lean_fetch(d->lean, la_worker_curl(w),
@@ -111,7 +111,7 @@ la_ready(void *arg)
 static char *
 la_metrics(void *arg)
 {
-	la_daemon *d = arg;
+	la_daemon *d   = arg;
 	char      *buf = NULL;
 	size_t     len = 0;
 	FILE      *f   = open_memstream(&buf, &len);
@@ -120,27 +120,32 @@ la_metrics(void *arg)
 	}
 	la_rpc_stats rs;
 	la_rpc_stats_get(d->rpc, &rs);
-	fprintf(f, "# TYPE leanauth_rpc_requests_total counter\n"
-	           "leanauth_rpc_requests_total %llu\n",
+	fprintf(f,
+	    "# TYPE leanauth_rpc_requests_total counter\n"
+	    "leanauth_rpc_requests_total %llu\n",
 	    (unsigned long long) rs.requests);
 	fprintf(f, "# TYPE leanauth_rpc_responses_total counter\n");
 	for (int i = 0; i < 17; i++) {
 		if (rs.by_status[i] != 0) {
-			fprintf(f, "leanauth_rpc_responses_total{code=\"%d\"} %llu\n",
+			fprintf(f,
+			    "leanauth_rpc_responses_total{code=\"%d\"} %llu\n",
 			    i, (unsigned long long) rs.by_status[i]);
 		}
 	}
-	fprintf(f, "# TYPE leanauth_rpc_inflight gauge\nleanauth_rpc_inflight %llu\n",
+	fprintf(f,
+	    "# TYPE leanauth_rpc_inflight gauge\nleanauth_rpc_inflight %llu\n",
 	    (unsigned long long) rs.inflight);
-	fprintf(f, "# TYPE leanauth_worker_queue_depth gauge\n"
-	           "leanauth_worker_queue_depth %zu\n",
+	fprintf(f,
+	    "# TYPE leanauth_worker_queue_depth gauge\n"
+	    "leanauth_worker_queue_depth %zu\n",
 	    la_workers_queued(d->workers));
-	fprintf(f, "# TYPE leanauth_token_valid gauge\n"
-	           "# TYPE leanauth_token_degraded gauge\n"
-	           "# TYPE leanauth_token_generation gauge\n"
-	           "# TYPE leanauth_token_expires_at_seconds gauge\n"
-	           "# TYPE leanauth_upstream_calls_total counter\n"
-	           "# TYPE leanauth_refresh_failures_total counter\n");
+	fprintf(f,
+	    "# TYPE leanauth_token_valid gauge\n"
+	    "# TYPE leanauth_token_degraded gauge\n"
+	    "# TYPE leanauth_token_generation gauge\n"
+	    "# TYPE leanauth_token_expires_at_seconds gauge\n"
+	    "# TYPE leanauth_upstream_calls_total counter\n"
+	    "# TYPE leanauth_refresh_failures_total counter\n");
 	for (size_t i = 0; i < d->cfg->n_profiles; i++) {
 		la_cache_status st;
 		const char     *p = d->cfg->profiles[i].name;
@@ -160,26 +165,29 @@ la_metrics(void *arg)
 	}
 	la_proxy_stats ps;
 	la_proxy_stats_get(d->proxy, &ps);
-	fprintf(f, "# TYPE leanauth_send_calls_total counter\n"
-	           "leanauth_send_calls_total %llu\n"
-	           "# TYPE leanauth_send_connections_total counter\n"
-	           "leanauth_send_connections_total %llu\n"
-	           "# TYPE leanauth_send_denied_total counter\n"
-	           "leanauth_send_denied_total %llu\n",
+	fprintf(f,
+	    "# TYPE leanauth_send_calls_total counter\n"
+	    "leanauth_send_calls_total %llu\n"
+	    "# TYPE leanauth_send_connections_total counter\n"
+	    "leanauth_send_connections_total %llu\n"
+	    "# TYPE leanauth_send_denied_total counter\n"
+	    "leanauth_send_denied_total %llu\n",
 	    (unsigned long long) ps.calls, (unsigned long long) ps.connections,
 	    (unsigned long long) ps.denied);
 	la_events_stats es;
 	la_events_stats_get(d->events, &es);
-	static const char *const names[] = { "TokenRefreshed",
-		"AuthenticationFailed", "AuthenticationDegraded",
-		"AuthenticationRecovered" };
+	static const char *const names[] = {"TokenRefreshed",
+	    "AuthenticationFailed", "AuthenticationDegraded",
+	    "AuthenticationRecovered"};
 	fprintf(f, "# TYPE leanauth_events_published_total counter\n");
 	for (int i = 0; i < 4; i++) {
-		fprintf(f, "leanauth_events_published_total{event=\"%s\"} %llu\n",
+		fprintf(f,
+		    "leanauth_events_published_total{event=\"%s\"} %llu\n",
 		    names[i], (unsigned long long) es.published[i]);
 	}
-	fprintf(f, "# TYPE leanauth_events_subscribers gauge\n"
-	           "leanauth_events_subscribers %zu\n",
+	fprintf(f,
+	    "# TYPE leanauth_events_subscribers gauge\n"
+	    "leanauth_events_subscribers %zu\n",
 	    la_events_subscribers(d->events));
 	fclose(f);
 	return (buf);
@@ -198,7 +206,8 @@ la_daemon_create(la_daemon **out, la_config *cfg, char *err, size_t errlen)
 	}
 	d->cfg = cfg;
 	atomic_init(&d->ready, false);
-	if ((d->jobs = calloc(cfg->n_profiles, sizeof(la_refresh_job))) == NULL) {
+	if ((d->jobs = calloc(cfg->n_profiles, sizeof(la_refresh_job))) ==
+	    NULL) {
 		rv = LA_ERR_NOMEM;
 		goto fail;
 	}
@@ -206,20 +215,22 @@ la_daemon_create(la_daemon **out, la_config *cfg, char *err, size_t errlen)
 		d->jobs[i].d       = d;
 		d->jobs[i].profile = i;
 	}
-	if ((rv = la_workers_create(&d->workers, cfg->workers, cfg->queue_size)) != LA_OK ||
+	if ((rv = la_workers_create(&d->workers, cfg->workers,
+	         cfg->queue_size)) != LA_OK ||
 	    (rv = la_lean_create(&d->lean, cfg)) != LA_OK ||
 	    (rv = la_events_create(&d->events, cfg)) != LA_OK) {
 		goto fail;
 	}
 	la_cache_ops ops = {
-		.start_attempt = la_start_attempt,
-		.now_ms        = la_wall_ms,
-		.rand01        = la_random01,
-		.event         = la_daemon_event,
-		.arg           = d,
+	    .start_attempt = la_start_attempt,
+	    .now_ms        = la_wall_ms,
+	    .rand01        = la_random01,
+	    .event         = la_daemon_event,
+	    .arg           = d,
 	};
 	if ((rv = la_cache_create(&d->cache, cfg, &ops)) != LA_OK ||
-	    (rv = la_proxy_create(&d->proxy, cfg, d->workers, err, errlen)) != LA_OK ||
+	    (rv = la_proxy_create(&d->proxy, cfg, d->workers, err, errlen)) !=
+	        LA_OK ||
 	    (rv = la_rpc_create(&d->rpc, cfg, d->cache, d->proxy)) != LA_OK) {
 		goto fail;
 	}
@@ -241,7 +252,8 @@ la_daemon_start(la_daemon *d, char *err, size_t errlen)
 
 	d->started = true;
 	if ((rv = la_workers_start(d->workers)) != LA_OK) {
-		snprintf(err, errlen, "cannot start %u worker threads", d->cfg->workers);
+		snprintf(err, errlen, "cannot start %u worker threads",
+		    d->cfg->workers);
 		return (rv);
 	}
 	if ((rv = la_events_start(d->events, err, errlen)) != LA_OK ||
@@ -250,15 +262,17 @@ la_daemon_start(la_daemon *d, char *err, size_t errlen)
 		return (rv);
 	}
 	if (d->cfg->listen_http[0] != '\0') {
-		la_http_hooks hooks = { .ready = la_ready, .metrics = la_metrics, .arg = d };
-		if ((rv = la_http_start(&d->http, d->cfg->listen_http, &hooks, err,
-		         errlen)) != LA_OK) {
+		la_http_hooks hooks = {.ready = la_ready,
+		    .metrics                  = la_metrics,
+		    .arg                      = d};
+		if ((rv = la_http_start(&d->http, d->cfg->listen_http, &hooks,
+		         err, errlen)) != LA_OK) {
 			return (rv);
 		}
 	}
 	atomic_store(&d->ready, true);
-	la_log(LA_LOG_INFO, "ready", "{s:s, s:s, s:s, s:s, s:i, s:i}", "version",
-	    LEANAUTH_VERSION, "rpc", la_rpc_url(d->rpc), "events",
+	la_log(LA_LOG_INFO, "ready", "{s:s, s:s, s:s, s:s, s:i, s:i}",
+	    "version", LEANAUTH_VERSION, "rpc", la_rpc_url(d->rpc), "events",
 	    la_events_url(d->events), "http",
 	    d->http != NULL ? la_http_addr(d->http) : "", "profiles",
 	    (int) d->cfg->n_profiles, "workers", (int) d->cfg->workers);

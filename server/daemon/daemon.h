@@ -12,7 +12,8 @@
 typedef struct la_daemon la_daemon;
 
 // la_daemon_create takes ownership of cfg (also on failure).
-la_err la_daemon_create(la_daemon **out, la_config *cfg, char *err, size_t errlen);
+la_err la_daemon_create(la_daemon **out, la_config *cfg, char *err,
+    size_t errlen);
 
 // la_daemon_start starts workers, cache timer, then the listeners, and logs
 // one "ready" line with the bound addresses.

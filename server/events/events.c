@@ -117,18 +117,18 @@ la_events_start(la_events *ev, char *err, size_t errlen)
 	}
 	if ((rv = nng_listener_create(&ev->listener, ev->sock,
 	         ev->cfg->listen_events)) != 0) {
-		snprintf(err, errlen, "listen.events: %s (%s)", nng_strerror(rv),
-		    ev->cfg->listen_events);
+		snprintf(err, errlen, "listen.events: %s (%s)",
+		    nng_strerror(rv), ev->cfg->listen_events);
 		return (la_err_from_nng(rv));
 	}
-	la_err lrv = la_tls_setup_listener(
-	    ev->listener, ev->cfg, ev->cfg->listen_events, err, errlen);
+	la_err lrv = la_tls_setup_listener(ev->listener, ev->cfg,
+	    ev->cfg->listen_events, err, errlen);
 	if (lrv != LA_OK) {
 		return (lrv);
 	}
 	if ((rv = nng_listener_start(ev->listener, 0)) != 0) {
-		snprintf(err, errlen, "listen.events: %s (%s)", nng_strerror(rv),
-		    ev->cfg->listen_events);
+		snprintf(err, errlen, "listen.events: %s (%s)",
+		    nng_strerror(rv), ev->cfg->listen_events);
 		return (la_err_from_nng(rv));
 	}
 	char *url = NULL;
@@ -136,7 +136,8 @@ la_events_start(la_events *ev, char *err, size_t errlen)
 		snprintf(ev->url, sizeof(ev->url), "%s", url);
 		nng_strfree(url);
 	} else {
-		snprintf(ev->url, sizeof(ev->url), "%s", ev->cfg->listen_events);
+		snprintf(ev->url, sizeof(ev->url), "%s",
+		    ev->cfg->listen_events);
 	}
 	return (LA_OK);
 }
@@ -182,7 +183,8 @@ la_events_publish(la_events *ev, const la_cache_event *e)
 
 	switch (e->type) {
 	case LA_EV_TOKEN_REFRESHED: {
-		Leanauth__V1__TokenRefreshed m = LEANAUTH__V1__TOKEN_REFRESHED__INIT;
+		Leanauth__V1__TokenRefreshed m =
+		    LEANAUTH__V1__TOKEN_REFRESHED__INIT;
 		m.profile            = profile;
 		m.token_type         = (Leanauth__V1__TokenType) e->token_type;
 		m.expires_at_unix_ms = e->expires_at_ms;

@@ -90,8 +90,8 @@ la_json_wipe(json_t *j)
 	size_t      i;
 
 	if (json_is_string(j)) {
-		OPENSSL_cleanse(
-		    (char *) json_string_value(j), json_string_length(j));
+		OPENSSL_cleanse((char *) json_string_value(j),
+		    json_string_length(j));
 	} else if (json_is_object(j)) {
 		json_object_foreach (j, k, v) {
 			la_json_wipe(v);
@@ -132,8 +132,8 @@ la_lean_reply_clear(la_lean_reply *r)
 // la_redact_match returns the length of the longest non-empty string of
 // redact[] (or extra) found at s[0..len), 0 if none.
 static size_t
-la_redact_match(
-    const char *s, size_t len, const char *const *redact, const char *extra)
+la_redact_match(const char *s, size_t len, const char *const *redact,
+    const char *extra)
 {
 	size_t best = 0;
 
@@ -143,8 +143,8 @@ la_redact_match(
 				continue; // cheap test first: texts can be long
 			}
 			size_t n = strlen(redact[i]);
-			if (n > best && n <= len
-			    && memcmp(s, redact[i], n) == 0) {
+			if (n > best && n <= len &&
+			    memcmp(s, redact[i], n) == 0) {
 				best = n;
 			}
 		}
@@ -163,8 +163,8 @@ la_redact_match(
 // leave half a secret behind. One left-to-right pass: a replacement is never
 // searched again, so a secret that occurs inside "[redacted]" cannot loop.
 static char *
-la_redact_dup(
-    const char *s, size_t len, const char *const *redact, const char *extra)
+la_redact_dup(const char *s, size_t len, const char *const *redact,
+    const char *extra)
 {
 	const size_t rl = sizeof(LA_LEAN_REDACTED) - 1;
 	size_t       n  = 0;
@@ -253,7 +253,8 @@ la_set_err(char *err, size_t errlen, la_err rv, const char *ours,
 		return;
 	}
 	if (theirs != NULL &&
-	    (r = la_redact_dup(theirs, strlen(theirs), redact, extra)) == NULL) {
+	    (r = la_redact_dup(theirs, strlen(theirs), redact, extra)) ==
+	        NULL) {
 		la_copy_trunc(err, errlen, la_strerror(rv));
 		return;
 	}
@@ -269,8 +270,8 @@ la_set_err(char *err, size_t errlen, la_err rv, const char *ours,
 
 // la_lean_hash writes lowercase hex(sha256(api_token ":" unix_s)) into hex.
 static la_err
-la_lean_hash(
-    const char *api_token, int64_t unix_s, char hex[LA_LEAN_HASH_HEX + 1])
+la_lean_hash(const char *api_token, int64_t unix_s,
+    char hex[LA_LEAN_HASH_HEX + 1])
 {
 	static const char digits[] = "0123456789abcdef";
 	unsigned char     md[EVP_MAX_MD_SIZE];
@@ -289,8 +290,8 @@ la_lean_hash(
 		goto fail;
 	}
 	snprintf(in, (size_t) n + 1, "%s:%" PRId64, api_token, unix_s);
-	if (EVP_Digest(in, (size_t) n, md, &mdlen, EVP_sha256(), NULL) != 1
-	    || mdlen * 2 != LA_LEAN_HASH_HEX) {
+	if (EVP_Digest(in, (size_t) n, md, &mdlen, EVP_sha256(), NULL) != 1 ||
+	    mdlen * 2 != LA_LEAN_HASH_HEX) {
 		rv = LA_ERR_INTERNAL;
 		goto fail;
 	}
@@ -319,8 +320,8 @@ la_lean_sign_len(size_t ulen)
 
 // la_lean_sign_hex writes "Basic " base64(user_id ":" hex) into out.
 static la_err
-la_lean_sign_hex(
-    const char *user_id, const char *hex, char *out, size_t outlen)
+la_lean_sign_hex(const char *user_id, const char *hex, char *out,
+    size_t outlen)
 {
 	const size_t pre  = sizeof(LA_LEAN_AUTH_BASIC) - 1;
 	size_t       ulen = strlen(user_id);
@@ -348,8 +349,8 @@ la_lean_sign_hex(
 	cred[clen] = '\0';
 	memcpy(out, LA_LEAN_AUTH_BASIC, pre);
 	// Writes 4*ceil(clen/3) characters and a NUL: fits, checked above.
-	EVP_EncodeBlock(
-	    (unsigned char *) out + pre, (unsigned char *) cred, (int) clen);
+	EVP_EncodeBlock((unsigned char *) out + pre, (unsigned char *) cred,
+	    (int) clen);
 	rv = LA_OK;
 fail:
 	if (rv != LA_OK && out != NULL && outlen > 0) {
@@ -433,10 +434,10 @@ la_lean_body_build(const la_profile_cfg *p, char **out)
 		}
 	}
 	// Insertion order is the wire order (JSON_PRESERVE_ORDER).
-	if ((rv = la_body_add(o, "brokerage", brok)) != LA_OK
-	    || (rv = la_body_add(o, "accountId", p->account_id)) != LA_OK
-	    || (rv = la_body_add(o, "refreshToken", p->refresh_token)) != LA_OK
-	    || (rv = la_body_add(o, "deployId", p->deploy_id)) != LA_OK) {
+	if ((rv = la_body_add(o, "brokerage", brok)) != LA_OK ||
+	    (rv = la_body_add(o, "accountId", p->account_id)) != LA_OK ||
+	    (rv = la_body_add(o, "refreshToken", p->refresh_token)) != LA_OK ||
+	    (rv = la_body_add(o, "deployId", p->deploy_id)) != LA_OK) {
 		goto fail;
 	}
 	// Dump straight into a buffer of ours: json_dumps grows its own with
@@ -590,8 +591,8 @@ la_lean_parse(long http_status, const char *body, size_t len,
 	const char   *fixed  = NULL; // our text for err
 	const char   *theirs = NULL; // the upstream's text for err, redacted
 	char          pfx[64];
-	const char   *at     = NULL; // the reply's token, redacted as well
-	la_token_type type   = LA_TOKEN_UNSPECIFIED;
+	const char   *at   = NULL; // the reply's token, redacted as well
+	la_token_type type = LA_TOKEN_UNSPECIFIED;
 	json_error_t  jerr;
 	la_err        rv;
 
@@ -618,11 +619,11 @@ la_lean_parse(long http_status, const char *body, size_t len,
 		}
 	}
 
-	if (http_status == 401 || http_status == 403 || http_status < 200
-	    || http_status > 299) {
-		rv  = (http_status == 401 || http_status == 403)
-		     ? LA_ERR_UNAUTHENTICATED
-		     : LA_ERR_UNAVAILABLE;
+	if (http_status == 401 || http_status == 403 || http_status < 200 ||
+	    http_status > 299) {
+		rv = (http_status == 401 || http_status == 403)
+		    ? LA_ERR_UNAUTHENTICATED
+		    : LA_ERR_UNAVAILABLE;
 		snprintf(pfx, sizeof(pfx), "lean api: HTTP %ld%s", http_status,
 		    errors != NULL ? ": " : "");
 		fixed  = pfx;
@@ -694,8 +695,8 @@ la_lean_create(la_lean **out, const la_config *cfg)
 		return (LA_ERR_INVALID);
 	}
 	*out = NULL;
-	if (cfg == NULL || cfg->lean_url == NULL || cfg->lean_user_id == NULL
-	    || cfg->lean_api_token == NULL) {
+	if (cfg == NULL || cfg->lean_url == NULL ||
+	    cfg->lean_user_id == NULL || cfg->lean_api_token == NULL) {
 		return (LA_ERR_INVALID);
 	}
 	if ((l = calloc(1, sizeof(*l))) == NULL) {
@@ -835,8 +836,8 @@ la_perform(CURL *easy, const atomic_bool *abort_flag, bool *aborted)
 		if (running == 0) {
 			while (
 			    (m = curl_multi_info_read(multi, &left)) != NULL) {
-				if (m->msg == CURLMSG_DONE
-				    && m->easy_handle == easy) {
+				if (m->msg == CURLMSG_DONE &&
+				    m->easy_handle == easy) {
 					cc = m->data.result;
 				}
 			}
@@ -847,16 +848,15 @@ la_perform(CURL *easy, const atomic_bool *abort_flag, bool *aborted)
 			cc       = CURLE_ABORTED_BY_CALLBACK;
 			break;
 		}
-		if ((mc = curl_multi_poll(
-		         multi, NULL, 0, LA_LEAN_POLL_MS, NULL))
-		    != CURLM_OK) {
+		if ((mc = curl_multi_poll(multi, NULL, 0, LA_LEAN_POLL_MS,
+		         NULL)) != CURLM_OK) {
 			cc = mc == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY
 			                               : CURLE_FAILED_INIT;
 			break;
 		}
 	}
-	if (cc == CURLE_ABORTED_BY_CALLBACK && abort_flag != NULL
-	    && atomic_load(abort_flag)) {
+	if (cc == CURLE_ABORTED_BY_CALLBACK && abort_flag != NULL &&
+	    atomic_load(abort_flag)) {
 		*aborted = true; // la_abort_cb fired
 	}
 	// Leaves easy as curl_easy_perform would: usable again, options kept.
@@ -956,8 +956,8 @@ la_lean_fetch(la_lean *l, CURL *easy, const la_profile_cfg *p,
 	}
 	redact[nr++] = hash;
 	redact[nr]   = NULL;
-	authlen      = sizeof(LA_LEAN_AUTH_NAME) - 1
-	    + la_lean_sign_len(strlen(cfg->lean_user_id));
+	authlen      = sizeof(LA_LEAN_AUTH_NAME) - 1 +
+	    la_lean_sign_len(strlen(cfg->lean_user_id));
 	if ((auth = malloc(authlen)) == NULL) {
 		rv    = LA_ERR_NOMEM;
 		fixed = "lean api: out of memory";
@@ -966,14 +966,13 @@ la_lean_fetch(la_lean *l, CURL *easy, const la_profile_cfg *p,
 	memcpy(auth, LA_LEAN_AUTH_NAME, sizeof(LA_LEAN_AUTH_NAME) - 1);
 	if ((rv = la_lean_sign_hex(cfg->lean_user_id, hash,
 	         auth + sizeof(LA_LEAN_AUTH_NAME) - 1,
-	         authlen - (sizeof(LA_LEAN_AUTH_NAME) - 1)))
-	    != LA_OK) {
+	         authlen - (sizeof(LA_LEAN_AUTH_NAME) - 1))) != LA_OK) {
 		fixed = "lean api: cannot build the Authorization header";
 		goto fail;
 	}
 	// The base64 credential, in case an upstream echoes our header.
-	redact[nr++] = auth + sizeof(LA_LEAN_AUTH_NAME) - 1
-	    + sizeof(LA_LEAN_AUTH_BASIC) - 1;
+	redact[nr++] = auth + sizeof(LA_LEAN_AUTH_NAME) - 1 +
+	    sizeof(LA_LEAN_AUTH_BASIC) - 1;
 	redact[nr] = NULL;
 
 	if ((rv = la_lean_body_build(p, &body)) != LA_OK) {
@@ -985,9 +984,9 @@ la_lean_fetch(la_lean *l, CURL *easy, const la_profile_cfg *p,
 	snprintf(tshdr, sizeof(tshdr), "Timestamp: %" PRId64, ts);
 	lines[0] = tshdr;
 	lines[1] = auth;
-	if ((url = la_strdup_printf("%s%s", cfg->lean_url, LA_LEAN_PATH))
-	        == NULL
-	    || (rv = la_headers(&hdrs, lines)) != LA_OK) {
+	if ((url = la_strdup_printf("%s%s", cfg->lean_url, LA_LEAN_PATH)) ==
+	        NULL ||
+	    (rv = la_headers(&hdrs, lines)) != LA_OK) {
 		rv    = LA_ERR_NOMEM;
 		fixed = "lean api: out of memory";
 		goto fail;
@@ -1027,13 +1026,13 @@ la_lean_fetch(la_lean *l, CURL *easy, const la_profile_cfg *p,
 		rv    = LA_ERR_NOMEM;
 		fixed = "lean api: out of memory";
 	} else if (cc != CURLE_OK) {
-		rv  = cc == CURLE_OUT_OF_MEMORY ? LA_ERR_NOMEM
-		                                : LA_ERR_UNAVAILABLE;
+		rv     = cc == CURLE_OUT_OF_MEMORY ? LA_ERR_NOMEM
+		                                   : LA_ERR_UNAVAILABLE;
 		fixed  = "lean api: ";
 		theirs = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc);
 	} else {
-		rv = la_lean_parse(
-		    status, sink.buf, sink.len, redact, out, err, errlen);
+		rv = la_lean_parse(status, sink.buf, sink.len, redact, out,
+		    err, errlen);
 		err_set = true;
 	}
 fail:

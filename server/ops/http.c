@@ -15,7 +15,8 @@ struct la_http {
 };
 
 static void
-la_http_reply(nng_aio *aio, uint16_t status, const char *ctype, const char *body)
+la_http_reply(nng_aio *aio, uint16_t status, const char *ctype,
+    const char *body)
 {
 	nng_http_res *res;
 	if (nng_http_res_alloc(&res) != 0) {
@@ -50,8 +51,8 @@ la_healthz(nng_aio *aio)
 static void
 la_readyz(nng_aio *aio)
 {
-	la_http *h     = la_http_of(aio);
-	bool     ready = h->hooks.ready == NULL || h->hooks.ready(h->hooks.arg);
+	la_http *h = la_http_of(aio);
+	bool ready = h->hooks.ready == NULL || h->hooks.ready(h->hooks.arg);
 	la_http_reply(aio, ready ? 200 : 503, "text/plain",
 	    ready ? "ready\n" : "not ready\n");
 }
@@ -59,8 +60,9 @@ la_readyz(nng_aio *aio)
 static void
 la_metrics(nng_aio *aio)
 {
-	la_http *h    = la_http_of(aio);
-	char    *text = h->hooks.metrics != NULL ? h->hooks.metrics(h->hooks.arg) : NULL;
+	la_http *h = la_http_of(aio);
+	char    *text =
+            h->hooks.metrics != NULL ? h->hooks.metrics(h->hooks.arg) : NULL;
 	if (text == NULL) {
 		la_http_reply(aio, 500, "text/plain", "metrics unavailable\n");
 		return;
@@ -80,8 +82,8 @@ la_http_start(la_http **out, const char *addr, const la_http_hooks *hooks,
 	static const struct {
 		const char *path;
 		void (*fn)(nng_aio *);
-	} routes[] = { { "/healthz", la_healthz }, { "/readyz", la_readyz },
-		{ "/metrics", la_metrics } };
+	} routes[] = {{"/healthz", la_healthz}, {"/readyz", la_readyz},
+	    {"/metrics", la_metrics}};
 
 	if ((h = calloc(1, sizeof(*h))) == NULL) {
 		return (LA_ERR_NOMEM);
@@ -94,7 +96,8 @@ la_http_start(la_http **out, const char *addr, const la_http_hooks *hooks,
 	}
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		nng_http_handler *hd;
-		if ((rv = nng_http_handler_alloc(&hd, routes[i].path, routes[i].fn)) != 0) {
+		if ((rv = nng_http_handler_alloc(&hd, routes[i].path,
+		         routes[i].fn)) != 0) {
 			goto fail;
 		}
 		nng_http_handler_set_method(hd, "GET");

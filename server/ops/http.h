@@ -20,8 +20,8 @@ typedef struct la_http la_http;
 
 // la_http_start serves addr ("host:port", IPv6 as "[::1]:port"; port 0
 // picks one). err names the key on failure.
-la_err la_http_start(la_http **out, const char *addr, const la_http_hooks *hooks,
-    char *err, size_t errlen);
+la_err la_http_start(la_http **out, const char *addr,
+    const la_http_hooks *hooks, char *err, size_t errlen);
 
 // la_http_addr is "host:port" with the bound port.
 const char *la_http_addr(const la_http *h);

@@ -31,7 +31,7 @@ la_tls_setup_listener(nng_listener l, const la_config *cfg, const char *url,
 {
 	nng_tls_config *tc   = NULL;
 	char           *cert = NULL, *key = NULL;
-	la_err          rv   = LA_ERR_INVALID;
+	la_err          rv = LA_ERR_INVALID;
 	int             nrv;
 
 	if (strncmp(url, "tls+", 4) != 0) {

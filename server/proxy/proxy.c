@@ -24,7 +24,7 @@
 #include "leanauth/v1/token.pb-c.h"
 
 #define LA_MAX_HEADERS 100
-#define LA_MAX_HEADER_BYTES (64 * 1024)      // caller's headers, total
+#define LA_MAX_HEADER_BYTES (64 * 1024)       // caller's headers, total
 #define LA_MAX_RESP_HEADER_BYTES (256 * 1024) // upstream's headers, total
 
 typedef struct la_allowed {
@@ -40,9 +40,9 @@ typedef struct la_allowlist {
 } la_allowlist;
 
 struct la_proxy {
-	const la_config *cfg;
-	la_workers      *pool;
-	la_allowlist    *allow; // one per profile
+	const la_config     *cfg;
+	la_workers          *pool;
+	la_allowlist        *allow; // one per profile
 	atomic_uint_fast64_t calls;
 	atomic_uint_fast64_t connections;
 	atomic_uint_fast64_t denied;
@@ -60,18 +60,18 @@ struct la_proxy_call {
 	la_proxy                  *proxy;
 	size_t                     profile;
 	Leanauth__V1__SendRequest *req;
-	char                      *url;     // normalized by libcurl: what is sent
+	char                      *url; // normalized by libcurl: what is sent
 	struct curl_slist         *headers; // caller's, filtered
 
-	la_job          job;
-	nng_aio        *aio;
-	bool            finished; // aio finished, by the job or by the deadline
-	la_proxy_call  *act_prev; // on proxy->active while !finished
-	la_proxy_call  *act_next;
-	atomic_bool     abandoned;
+	la_job         job;
+	nng_aio       *aio;
+	bool           finished; // aio finished, by the job or by the deadline
+	la_proxy_call *act_prev; // on proxy->active while !finished
+	la_proxy_call *act_next;
+	atomic_bool    abandoned;
 	const atomic_bool *stopping; // the running worker's abort flag
-	la_token       *token;
-	nng_time        deadline;
+	la_token          *token;
+	nng_time           deadline;
 
 	la_err   result;
 	char     error[256];
@@ -118,7 +118,8 @@ la_proxy_create(la_proxy **out, const la_config *cfg, la_workers *pool,
 	p->cfg  = cfg;
 	p->pool = pool;
 	pthread_mutex_init(&p->mtx, NULL);
-	if ((p->allow = calloc(cfg->n_profiles, sizeof(la_allowlist))) == NULL) {
+	if ((p->allow = calloc(cfg->n_profiles, sizeof(la_allowlist))) ==
+	    NULL) {
 		goto nomem;
 	}
 	for (size_t i = 0; i < cfg->n_profiles; i++) {
@@ -127,7 +128,8 @@ la_proxy_create(la_proxy **out, const la_config *cfg, la_workers *pool,
 		if (s->n_allowed_urls == 0) {
 			continue;
 		}
-		if ((l->v = calloc(s->n_allowed_urls, sizeof(la_allowed))) == NULL) {
+		if ((l->v = calloc(s->n_allowed_urls, sizeof(la_allowed))) ==
+		    NULL) {
 			goto nomem;
 		}
 		for (size_t j = 0; j < s->n_allowed_urls; j++) {
@@ -136,16 +138,21 @@ la_proxy_create(la_proxy **out, const la_config *cfg, la_workers *pool,
 			if (u == NULL) {
 				goto nomem;
 			}
-			if (curl_url_set(u, CURLUPART_URL, s->allowed_urls[j], 0) !=
-			        CURLUE_OK ||
-			    (a->scheme = la_url_part(u, CURLUPART_SCHEME, 0)) == NULL ||
-			    (a->host = la_url_part(u, CURLUPART_HOST, 0)) == NULL ||
-			    (a->port = la_url_part(u, CURLUPART_PORT, CURLU_DEFAULT_PORT)) == NULL ||
-			    (a->path = la_url_part(u, CURLUPART_PATH, 0)) == NULL) {
+			if (curl_url_set(u, CURLUPART_URL, s->allowed_urls[j],
+			        0) != CURLUE_OK ||
+			    (a->scheme = la_url_part(u, CURLUPART_SCHEME,
+			         0)) == NULL ||
+			    (a->host = la_url_part(u, CURLUPART_HOST, 0)) ==
+			        NULL ||
+			    (a->port = la_url_part(u, CURLUPART_PORT,
+			         CURLU_DEFAULT_PORT)) == NULL ||
+			    (a->path = la_url_part(u, CURLUPART_PATH, 0)) ==
+			        NULL) {
 				curl_url_cleanup(u);
 				la_allowed_free(a);
 				snprintf(err, errlen,
-				    "profiles[%zu].send.allowed_urls[%zu]: does not parse",
+				    "profiles[%zu].send.allowed_urls[%zu]: "
+				    "does not parse",
 				    i, j);
 				la_proxy_destroy(p);
 				return (LA_ERR_INVALID);
@@ -191,7 +198,8 @@ la_path_under(const char *path, const char *prefix)
 	if (strncmp(path, prefix, n) != 0) {
 		return (false);
 	}
-	return (n > 0 && (prefix[n - 1] == '/' || path[n] == '\0' || path[n] == '/'));
+	return (n > 0 &&
+	    (prefix[n - 1] == '/' || path[n] == '\0' || path[n] == '/'));
 }
 
 // la_path_suspicious: a decoded path a server might resolve somewhere other
@@ -224,8 +232,8 @@ la_check_url(la_proxy *p, size_t profile, const char *url, char **normalized,
 {
 	const la_allowlist *l  = &p->allow[profile];
 	la_err              rv = LA_ERR_DENIED;
-	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL;
-	char *dpath = NULL, *user = NULL, *pass = NULL, *zone = NULL;
+	char  *scheme = NULL, *host = NULL, *port = NULL, *path = NULL;
+	char  *dpath = NULL, *user = NULL, *pass = NULL, *zone = NULL;
 	CURLU *u;
 
 	if ((u = curl_url()) == NULL) {
@@ -233,7 +241,8 @@ la_check_url(la_proxy *p, size_t profile, const char *url, char **normalized,
 		return (LA_ERR_NOMEM);
 	}
 	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
-		snprintf(err, errlen, "url does not parse as an absolute http(s) URL");
+		snprintf(err, errlen,
+		    "url does not parse as an absolute http(s) URL");
 		rv = LA_ERR_INVALID;
 		goto done;
 	}
@@ -254,20 +263,25 @@ la_check_url(la_proxy *p, size_t profile, const char *url, char **normalized,
 	path   = la_url_part(u, CURLUPART_PATH, 0);
 	dpath  = la_url_part(u, CURLUPART_PATH, CURLU_URLDECODE);
 	if (scheme == NULL || host == NULL || port == NULL || path == NULL) {
-		snprintf(err, errlen, "url does not parse as an absolute http(s) URL");
+		snprintf(err, errlen,
+		    "url does not parse as an absolute http(s) URL");
 		rv = LA_ERR_INVALID;
 		goto done;
 	}
 	if (dpath == NULL || la_path_suspicious(dpath)) {
-		snprintf(err, errlen, "url path has encoded dot segments or control bytes");
+		snprintf(err, errlen,
+		    "url path has encoded dot segments or control bytes");
 		goto done;
 	}
 	for (size_t i = 0; i < l->n; i++) {
 		const la_allowed *a = &l->v[i];
 		if (strcasecmp(scheme, a->scheme) == 0 &&
-		    strcasecmp(host, a->host) == 0 && strcmp(port, a->port) == 0 &&
-		    la_path_under(path, a->path) && la_path_under(dpath, a->path)) {
-			if ((*normalized = la_url_part(u, CURLUPART_URL, 0)) == NULL) {
+		    strcasecmp(host, a->host) == 0 &&
+		    strcmp(port, a->port) == 0 &&
+		    la_path_under(path, a->path) &&
+		    la_path_under(dpath, a->path)) {
+			if ((*normalized = la_url_part(u, CURLUPART_URL, 0)) ==
+			    NULL) {
 				snprintf(err, errlen, "out of memory");
 				rv = LA_ERR_NOMEM;
 			} else {
@@ -276,7 +290,8 @@ la_check_url(la_proxy *p, size_t profile, const char *url, char **normalized,
 			goto done;
 		}
 	}
-	snprintf(err, errlen, "url is not under any of the profile's send.allowed_urls");
+	snprintf(err, errlen,
+	    "url is not under any of the profile's send.allowed_urls");
 done:
 	if (rv == LA_ERR_DENIED) {
 		atomic_fetch_add(&p->denied, 1);
@@ -305,25 +320,27 @@ la_proxy_url_allowed(la_proxy *p, size_t profile, const char *url, char *err,
 
 // ---- request validation
 
-static const char *const la_methods[] = { "GET", "HEAD", "POST", "PUT",
-	"PATCH", "DELETE" };
+static const char *const la_methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH",
+    "DELETE"};
 
 // Hop-by-hop headers (and every Proxy-*), and those leanauthd itself
 // controls.
-static const char *const la_dropped[] = { "connection", "keep-alive", "te",
-	"trailer", "trailers", "transfer-encoding", "upgrade", "host",
-	"content-length", "authorization", "expect" };
+static const char *const la_dropped[] = {"connection", "keep-alive", "te",
+    "trailer", "trailers", "transfer-encoding", "upgrade", "host",
+    "content-length", "authorization", "expect"};
 
 static bool
 la_is_tchar(unsigned char ch)
 {
-	return (isalnum(ch) || (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL));
+	return (isalnum(ch) ||
+	    (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL));
 }
 
 static bool
 la_dropped_header(const char *name, const Leanauth__V1__SendRequest *req)
 {
-	for (size_t i = 0; i < sizeof(la_dropped) / sizeof(la_dropped[0]); i++) {
+	for (size_t i = 0; i < sizeof(la_dropped) / sizeof(la_dropped[0]);
+	     i++) {
 		if (strcasecmp(name, la_dropped[i]) == 0) {
 			return (true);
 		}
@@ -356,9 +373,9 @@ static la_err
 la_build_headers(const Leanauth__V1__SendRequest *req, struct curl_slist **out,
     char *err, size_t errlen)
 {
-	struct curl_slist *l = NULL, *t;
-	size_t total = 0;
-	bool   has_ct = false, has_accept = false;
+	struct curl_slist *l      = NULL, *t;
+	size_t             total  = 0;
+	bool               has_ct = false, has_accept = false;
 
 	if (req->n_headers > LA_MAX_HEADERS) {
 		snprintf(err, errlen, "more than %d headers", LA_MAX_HEADERS);
@@ -368,24 +385,29 @@ la_build_headers(const Leanauth__V1__SendRequest *req, struct curl_slist **out,
 		const char *name = req->headers[i]->name;
 		const char *val  = req->headers[i]->value;
 		if (name[0] == '\0') {
-			snprintf(err, errlen, "header %zu has an empty name", i);
+			snprintf(err, errlen, "header %zu has an empty name",
+			    i);
 			goto invalid;
 		}
 		for (const char *s = name; *s != '\0'; s++) {
 			if (!la_is_tchar((unsigned char) *s)) {
-				snprintf(err, errlen, "header %zu: invalid character in name", i);
+				snprintf(err, errlen,
+				    "header %zu: invalid character in name",
+				    i);
 				goto invalid;
 			}
 		}
 		for (const char *s = val; *s != '\0'; s++) {
 			if (*s == '\r' || *s == '\n') {
-				snprintf(err, errlen, "header %zu: line break in value", i);
+				snprintf(err, errlen,
+				    "header %zu: line break in value", i);
 				goto invalid;
 			}
 		}
 		total += strlen(name) + strlen(val) + 4;
 		if (total > LA_MAX_HEADER_BYTES) {
-			snprintf(err, errlen, "headers exceed %d bytes", LA_MAX_HEADER_BYTES);
+			snprintf(err, errlen, "headers exceed %d bytes",
+			    LA_MAX_HEADER_BYTES);
 			curl_slist_free_all(l);
 			return (LA_ERR_TOO_BIG);
 		}
@@ -395,7 +417,7 @@ la_build_headers(const Leanauth__V1__SendRequest *req, struct curl_slist **out,
 		has_ct |= strcasecmp(name, "content-type") == 0;
 		has_accept |= strcasecmp(name, "accept") == 0;
 		// "Name;" is libcurl's spelling of a header with an empty value.
-		size_t len = strlen(name) + strlen(val) + 3;
+		size_t len  = strlen(name) + strlen(val) + 3;
 		char  *line = malloc(len);
 		if (line == NULL) {
 			goto nomem;
@@ -443,22 +465,26 @@ la_proxy_call_new(la_proxy *p, size_t profile, Leanauth__V1__SendRequest *req,
 	la_err             rv;
 	bool               ok_method = false;
 
-	for (size_t i = 0; i < sizeof(la_methods) / sizeof(la_methods[0]); i++) {
+	for (size_t i = 0; i < sizeof(la_methods) / sizeof(la_methods[0]);
+	     i++) {
 		ok_method |= strcmp(req->method, la_methods[i]) == 0;
 	}
 	if (!ok_method) {
 		snprintf(err, errlen,
-		    "method must be one of GET, HEAD, POST, PUT, PATCH, DELETE");
+		    "method must be one of GET, HEAD, POST, PUT, PATCH, "
+		    "DELETE");
 		rv = LA_ERR_INVALID;
 		goto fail;
 	}
 	if (req->body.len > s->max_body_bytes) {
-		snprintf(err, errlen, "request body exceeds send.max_body_bytes (%zu)",
+		snprintf(err, errlen,
+		    "request body exceeds send.max_body_bytes (%zu)",
 		    s->max_body_bytes);
 		rv = LA_ERR_TOO_BIG;
 		goto fail;
 	}
-	if ((rv = la_check_url(p, profile, req->url, &url, err, errlen)) != LA_OK) {
+	if ((rv = la_check_url(p, profile, req->url, &url, err, errlen)) !=
+	    LA_OK) {
 		goto fail;
 	}
 	if ((call = calloc(1, sizeof(*call))) == NULL) {
@@ -466,7 +492,8 @@ la_proxy_call_new(la_proxy *p, size_t profile, Leanauth__V1__SendRequest *req,
 		rv = LA_ERR_NOMEM;
 		goto fail;
 	}
-	if ((rv = la_build_headers(req, &call->headers, err, errlen)) != LA_OK) {
+	if ((rv = la_build_headers(req, &call->headers, err, errlen)) !=
+	    LA_OK) {
 		goto fail;
 	}
 	atomic_init(&call->refs, 1);
@@ -513,7 +540,8 @@ la_on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
 	la_proxy_call *call = arg;
 	size_t         n    = size * nmemb;
-	size_t         max  = call->proxy->cfg->profiles[call->profile].send.max_body_bytes;
+	size_t         max =
+	    call->proxy->cfg->profiles[call->profile].send.max_body_bytes;
 
 	if (call->body_len + n > max) {
 		call->too_big = true;
@@ -570,7 +598,8 @@ la_on_header(char *data, size_t size, size_t nmemb, void *arg)
 	while (v < end && (*v == ' ' || *v == '\t')) {
 		v++;
 	}
-	while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ')) {
+	while (end > v &&
+	    (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ')) {
 		end--;
 	}
 	char name[256];
@@ -586,7 +615,8 @@ la_on_header(char *data, size_t size, size_t nmemb, void *arg)
 	    strcasecmp(name, "keep-alive") == 0) {
 		return (n);
 	}
-	la_hdr *h = realloc(call->resp_hdrs, (call->n_resp_hdrs + 1) * sizeof(la_hdr));
+	la_hdr *h =
+	    realloc(call->resp_hdrs, (call->n_resp_hdrs + 1) * sizeof(la_hdr));
 	if (h == NULL) {
 		return (0);
 	}
@@ -604,14 +634,17 @@ la_on_header(char *data, size_t size, size_t nmemb, void *arg)
 }
 
 static int
-la_on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+la_on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut,
+    curl_off_t un)
 {
 	(void) dt;
 	(void) dn;
 	(void) ut;
 	(void) un;
 	la_proxy_call *call = arg;
-	return (atomic_load(&call->abandoned) || atomic_load(call->stopping) ? 1 : 0);
+	return (atomic_load(&call->abandoned) || atomic_load(call->stopping)
+	        ? 1
+	        : 0);
 }
 
 static void
@@ -633,12 +666,12 @@ la_call_release(la_proxy_call *call)
 static la_err
 la_perform(la_worker *w, la_proxy_call *call, char *err, size_t errlen)
 {
-	const la_send_cfg         *s   = &call->proxy->cfg->profiles[call->profile].send;
+	const la_send_cfg *s = &call->proxy->cfg->profiles[call->profile].send;
 	Leanauth__V1__SendRequest *req = call->req;
 	CURL                      *h;
 	char                       cerr[CURL_ERROR_SIZE] = "";
-	struct curl_slist         *auth = NULL;
-	la_err                     rv   = LA_OK;
+	struct curl_slist         *auth                  = NULL;
+	la_err                     rv                    = LA_OK;
 
 	call->stopping = la_worker_abort(w);
 	if (atomic_load(call->stopping)) {
@@ -647,7 +680,8 @@ la_perform(la_worker *w, la_proxy_call *call, char *err, size_t errlen)
 	}
 	nng_time now = nng_clock();
 	if (now >= call->deadline) {
-		snprintf(err, errlen, "deadline exceeded before the call started");
+		snprintf(err, errlen,
+		    "deadline exceeded before the call started");
 		return (LA_ERR_TIMEOUT);
 	}
 	int64_t timeout = (int64_t) (call->deadline - now);
@@ -694,15 +728,18 @@ la_perform(la_worker *w, la_proxy_call *call, char *err, size_t errlen)
 		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
 	} else {
 		if (strcmp(req->method, "GET") != 0 || req->body.len > 0) {
-			curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body.len > 0 ? (char *) req->body.data : "");
-			curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body.len);
+			curl_easy_setopt(h, CURLOPT_POSTFIELDS,
+			    req->body.len > 0 ? (char *) req->body.data : "");
+			curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+			    (curl_off_t) req->body.len);
 		}
 		if (strcmp(req->method, "POST") != 0) {
-			curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+			curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST,
+			    req->method);
 		}
 	}
 
-	CURLcode cc = curl_easy_perform(h);
+	CURLcode cc    = curl_easy_perform(h);
 	long     conns = 0;
 	curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &conns);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &call->status);
@@ -719,13 +756,15 @@ la_perform(la_worker *w, la_proxy_call *call, char *err, size_t errlen)
 	case CURLE_OK:
 		break;
 	case CURLE_OPERATION_TIMEDOUT:
-		snprintf(err, errlen, "send: timed out after %lld ms", (long long) timeout);
+		snprintf(err, errlen, "send: timed out after %lld ms",
+		    (long long) timeout);
 		rv = LA_ERR_TIMEOUT;
 		break;
 	case CURLE_WRITE_ERROR:
 		if (call->too_big) {
 			snprintf(err, errlen,
-			    "response exceeds send.max_body_bytes (%zu) or header limits",
+			    "response exceeds send.max_body_bytes (%zu) or "
+			    "header limits",
 			    s->max_body_bytes);
 			rv = LA_ERR_TOO_BIG;
 			break;
@@ -784,7 +823,7 @@ la_active_remove(la_proxy *p, la_proxy_call *call)
 static void
 la_proxy_job(la_worker *w, void *arg)
 {
-	la_proxy_call *call = arg;
+	la_proxy_call *call     = arg;
 	char           err[256] = "";
 	la_err         rv;
 
@@ -823,8 +862,8 @@ la_proxy_cancel(nng_aio *aio, void *arg, int rv)
 	la_proxy_call *call;
 
 	pthread_mutex_lock(&p->mtx);
-	for (call = p->active; call != NULL && call->aio != aio; call = call->act_next) {
-	}
+	for (call = p->active; call != NULL && call->aio != aio;
+	     call = call->act_next) { }
 	if (call == NULL) {
 		pthread_mutex_unlock(&p->mtx);
 		return;
@@ -850,11 +889,13 @@ la_proxy_start(la_proxy *p, la_proxy_call *call, la_token *tok,
 	call->deadline = deadline;
 	call->aio      = aio;
 	if (now >= deadline) {
-		snprintf(call->error, sizeof(call->error), "deadline exceeded");
+		snprintf(call->error, sizeof(call->error),
+		    "deadline exceeded");
 		return (call->result = LA_ERR_TIMEOUT);
 	}
 	if (!nng_aio_begin(aio)) {
-		snprintf(call->error, sizeof(call->error), "server is shutting down");
+		snprintf(call->error, sizeof(call->error),
+		    "server is shutting down");
 		return (call->result = LA_ERR_SHUTDOWN);
 	}
 	atomic_fetch_add(&call->refs, 1); // the job's
@@ -914,7 +955,7 @@ la_proxy_call_reset(la_proxy_call *call)
 la_err
 la_proxy_call_pack(const la_proxy_call *call, uint8_t **buf, size_t *len)
 {
-	Leanauth__V1__SendResponse m = LEANAUTH__V1__SEND_RESPONSE__INIT;
+	Leanauth__V1__SendResponse m  = LEANAUTH__V1__SEND_RESPONSE__INIT;
 	Leanauth__V1__Header      *hv = NULL;
 	Leanauth__V1__Header     **hp = NULL;
 

@@ -28,7 +28,7 @@ typedef struct la_proxy_call la_proxy_call;
 // runs calls on pool.
 la_err la_proxy_create(la_proxy **out, const la_config *cfg, la_workers *pool,
     char *err, size_t errlen);
-void la_proxy_destroy(la_proxy *p); // NULL-safe
+void   la_proxy_destroy(la_proxy *p); // NULL-safe
 
 // la_proxy_url_allowed is the allowlist check alone: LA_OK when url lies
 // under one of profile's allowed_urls, LA_ERR_DENIED otherwise (and
@@ -54,14 +54,15 @@ la_err la_proxy_start(la_proxy *p, la_proxy_call *call, la_token *tok,
 
 la_err      la_proxy_call_result(const la_proxy_call *call);
 const char *la_proxy_call_error(const la_proxy_call *call);
-int         la_proxy_call_status(const la_proxy_call *call); // HTTP status
+int         la_proxy_call_status(const la_proxy_call *call);     // HTTP status
 uint64_t    la_proxy_call_generation(const la_proxy_call *call); // token used
 
 // la_proxy_call_reset clears the response so the call can be started again.
 void la_proxy_call_reset(la_proxy_call *call);
 
 // la_proxy_call_pack encodes the SendResponse into a heap buffer.
-la_err la_proxy_call_pack(const la_proxy_call *call, uint8_t **buf, size_t *len);
+la_err la_proxy_call_pack(const la_proxy_call *call, uint8_t **buf,
+    size_t *len);
 
 // la_proxy_call_free drops the caller's reference. NULL-safe.
 void la_proxy_call_free(la_proxy_call *call);

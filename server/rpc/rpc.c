@@ -24,9 +24,9 @@
 typedef enum {
 	CTX_IDLE,
 	CTX_RECV,
-	CTX_WAIT_TOKEN, // GetAccessToken parked in the cache
-	CTX_SEND_TOKEN, // Send waiting for its token
-	CTX_SEND_HTTP,  // Send running on the worker pool
+	CTX_WAIT_TOKEN,       // GetAccessToken parked in the cache
+	CTX_SEND_TOKEN,       // Send waiting for its token
+	CTX_SEND_HTTP,        // Send running on the worker pool
 	CTX_SEND_RETRY_TOKEN, // Send saw 401: waiting for the refreshed token
 	CTX_SEND_RETRY_HTTP,  // ... and the one retry
 	CTX_REPLY,
@@ -42,8 +42,8 @@ typedef struct la_rpc_ctx {
 	la_method       method;
 	size_t          profile;
 	bool            has_profile; // profile resolved (for logging)
-	nng_time        started;  // nng_clock(), monotonic ms
-	nng_time        deadline; // monotonic ms
+	nng_time        started;     // nng_clock(), monotonic ms
+	nng_time        deadline;    // monotonic ms
 	char            request_id[65];
 	la_cache_waiter waiter;
 	la_proxy_call  *call; // Send in progress (owned)
@@ -89,11 +89,11 @@ static void
 la_reply(la_rpc_ctx *c, la_err err, const char *message,
     const uint8_t *payload, size_t len)
 {
-	la_rpc *r = c->rpc;
+	la_rpc                   *r      = c->rpc;
 	Leanauth__V1__Status      status = LEANAUTH__V1__STATUS__INIT;
 	Leanauth__V1__RpcResponse resp   = LEANAUTH__V1__RPC_RESPONSE__INIT;
-	nng_msg *msg;
-	int      code = la_err_status(err);
+	nng_msg                  *msg;
+	int                       code = la_err_status(err);
 
 	status.code    = code;
 	status.message = (char *) (message != NULL ? message : "");
@@ -104,16 +104,15 @@ la_reply(la_rpc_ctx *c, la_err err, const char *message,
 	}
 	atomic_fetch_add(&r->by_status[code < 17 ? code : 13], 1);
 
-	la_log_level lvl = err == LA_OK ? LA_LOG_DEBUG
-	    : (err == LA_ERR_INTERNAL || err == LA_ERR_NOMEM) ? LA_LOG_ERROR
-	                                                      : LA_LOG_INFO;
-	const char *method = c->method == M_TOKEN ? "GetAccessToken"
-	    : c->method == M_SEND                 ? "Send"
-	    : c->method == M_HEALTH               ? "Health/Check"
-	                                          : "-";
+	la_log_level lvl    = err == LA_OK                       ? LA_LOG_DEBUG
+	       : (err == LA_ERR_INTERNAL || err == LA_ERR_NOMEM) ? LA_LOG_ERROR
+	                                                         : LA_LOG_INFO;
+	const char  *method = c->method == M_TOKEN ? "GetAccessToken"
+	     : c->method == M_SEND                 ? "Send"
+	     : c->method == M_HEALTH               ? "Health/Check"
+	                                           : "-";
 	la_log(lvl, "rpc", "{s:s, s:s, s:i, s:s, s:I, s:s}", "method", method,
-	    "profile",
-	    c->has_profile ? r->cfg->profiles[c->profile].name : "",
+	    "profile", c->has_profile ? r->cfg->profiles[c->profile].name : "",
 	    "code", code, "message", status.message, "elapsed_ms",
 	    (json_int_t) (nng_clock() - c->started), "request_id",
 	    c->request_id);
@@ -133,8 +132,7 @@ la_reply(la_rpc_ctx *c, la_err err, const char *message,
 	nng_ctx_send(c->ctx, c->aio);
 }
 
-static void
-la_reply_err(la_rpc_ctx *c, la_err err, const char *fmt, ...)
+static void la_reply_err(la_rpc_ctx *c, la_err err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
@@ -159,8 +157,9 @@ la_reply_token(la_rpc_ctx *c, la_token *t)
 	m.generation         = t->generation;
 
 	uint8_t buf[1024];
-	size_t  size = leanauth__v1__get_access_token_response__get_packed_size(&m);
-	uint8_t *p   = size <= sizeof(buf) ? buf : malloc(size);
+	size_t  size =
+	    leanauth__v1__get_access_token_response__get_packed_size(&m);
+	uint8_t *p = size <= sizeof(buf) ? buf : malloc(size);
 	if (p == NULL) {
 		la_reply_err(c, LA_ERR_NOMEM, "out of memory");
 		return;
@@ -194,7 +193,8 @@ la_resolve_profile(la_rpc_ctx *c, const char *name)
 	if (idx < 0) {
 		char shown[80];
 		la_printable(shown, sizeof(shown), name);
-		la_reply_err(c, LA_ERR_NOT_FOUND, "unknown profile \"%s\"", shown);
+		la_reply_err(c, LA_ERR_NOT_FOUND, "unknown profile \"%s\"",
+		    shown);
 		return (false);
 	}
 	c->profile     = (size_t) idx;
@@ -212,7 +212,8 @@ la_wait_token(la_rpc_ctx *c, bool force, uint64_t if_generation)
 		    "deadline exceeded");
 		return (c->waiter.result = LA_ERR_TIMEOUT);
 	}
-	la_cache_get_opts o = { .force_refresh = force, .if_generation = if_generation };
+	la_cache_get_opts o = {.force_refresh = force,
+	    .if_generation                    = if_generation};
 	c->waiter.aio       = c->aio;
 	nng_aio_set_timeout(c->aio, (nng_duration) rem);
 	return (la_cache_get(c->rpc->cache, c->profile, &o, &c->waiter));
@@ -223,10 +224,11 @@ la_handle_token(la_rpc_ctx *c, const ProtobufCBinaryData *payload)
 {
 	Leanauth__V1__GetAccessTokenRequest *req;
 
-	req = leanauth__v1__get_access_token_request__unpack(
-	    NULL, payload->len, payload->data);
+	req = leanauth__v1__get_access_token_request__unpack(NULL,
+	    payload->len, payload->data);
 	if (req == NULL) {
-		la_reply_err(c, LA_ERR_INVALID, "malformed GetAccessTokenRequest");
+		la_reply_err(c, LA_ERR_INVALID,
+		    "malformed GetAccessTokenRequest");
 		return;
 	}
 	if (!la_resolve_profile(c, req->profile)) {
@@ -256,10 +258,11 @@ la_handle_health(la_rpc_ctx *c, const ProtobufCBinaryData *payload)
 	Leanauth__V1__HealthCheckResponse resp =
 	    LEANAUTH__V1__HEALTH_CHECK_RESPONSE__INIT;
 
-	req = leanauth__v1__health_check_request__unpack(
-	    NULL, payload->len, payload->data);
+	req = leanauth__v1__health_check_request__unpack(NULL, payload->len,
+	    payload->data);
 	if (req == NULL) {
-		la_reply_err(c, LA_ERR_INVALID, "malformed HealthCheckRequest");
+		la_reply_err(c, LA_ERR_INVALID,
+		    "malformed HealthCheckRequest");
 		return;
 	}
 	resp.status = LEANAUTH__V1__SERVING_STATUS__SERVING;
@@ -270,7 +273,8 @@ la_handle_health(la_rpc_ctx *c, const ProtobufCBinaryData *payload)
 		la_cache_status st;
 		la_cache_status_get(c->rpc->cache, c->profile, &st);
 		if (!st.has_token && st.failed) {
-			resp.status = LEANAUTH__V1__SERVING_STATUS__NOT_SERVING;
+			resp.status =
+			    LEANAUTH__V1__SERVING_STATUS__NOT_SERVING;
 		}
 	}
 	uint8_t buf[16];
@@ -285,8 +289,9 @@ done:
 static void
 la_send_http(la_rpc_ctx *c, la_token *tok, bool retry)
 {
-	c->state  = retry ? CTX_SEND_RETRY_HTTP : CTX_SEND_HTTP;
-	la_err rv = la_proxy_start(c->rpc->proxy, c->call, tok, c->deadline, c->aio);
+	c->state = retry ? CTX_SEND_RETRY_HTTP : CTX_SEND_HTTP;
+	la_err rv =
+	    la_proxy_start(c->rpc->proxy, c->call, tok, c->deadline, c->aio);
 	la_token_release(tok);
 	if (rv != LA_ERR_PENDING) {
 		la_reply_err(c, rv, "%s", la_proxy_call_error(c->call));
@@ -299,7 +304,7 @@ static void
 la_send_token_ready(la_rpc_ctx *c, la_err rv, bool retry)
 {
 	if (rv == LA_OK) {
-		la_token *tok    = c->waiter.token;
+		la_token *tok   = c->waiter.token;
 		c->waiter.token = NULL;
 		la_send_http(c, tok, retry);
 		return;
@@ -354,7 +359,8 @@ la_handle_send(la_rpc_ctx *c, const ProtobufCBinaryData *payload)
 		la_reply_err(c, LA_ERR_UNIMPLEMENTED, "Send is not enabled");
 		return;
 	}
-	req = leanauth__v1__send_request__unpack(NULL, payload->len, payload->data);
+	req = leanauth__v1__send_request__unpack(NULL, payload->len,
+	    payload->data);
 	if (req == NULL) {
 		la_reply_err(c, LA_ERR_INVALID, "malformed SendRequest");
 		return;
@@ -372,8 +378,8 @@ la_handle_send(la_rpc_ctx *c, const ProtobufCBinaryData *payload)
 	}
 	// Validation (method, allowlist, sizes) happens here, before any
 	// token is fetched: a refused URL never even costs a refresh.
-	la_err rv = la_proxy_call_new(
-	    c->rpc->proxy, c->profile, req, &c->call, err, sizeof(err));
+	la_err rv = la_proxy_call_new(c->rpc->proxy, c->profile, req, &c->call,
+	    err, sizeof(err));
 	if (rv != LA_OK) {
 		la_reply_err(c, rv, "%s", err);
 		return; // call_new consumed req
@@ -407,11 +413,12 @@ la_handle(la_rpc_ctx *c, nng_msg *msg)
 		    r->max_request);
 		return;
 	}
-	req = leanauth__v1__rpc_request__unpack(
-	    NULL, nng_msg_len(msg), nng_msg_body(msg));
+	req = leanauth__v1__rpc_request__unpack(NULL, nng_msg_len(msg),
+	    nng_msg_body(msg));
 	nng_msg_free(msg);
 	if (req == NULL) {
-		la_reply_err(c, LA_ERR_INVALID, "malformed RpcRequest envelope");
+		la_reply_err(c, LA_ERR_INVALID,
+		    "malformed RpcRequest envelope");
 		return;
 	}
 	for (size_t i = 0; i < req->n_metadata; i++) {
@@ -435,7 +442,8 @@ la_handle(la_rpc_ctx *c, nng_msg *msg)
 	} else {
 		char shown[80];
 		la_printable(shown, sizeof(shown), req->method);
-		la_reply_err(c, LA_ERR_UNIMPLEMENTED, "unknown method \"%s\"", shown);
+		la_reply_err(c, LA_ERR_UNIMPLEMENTED, "unknown method \"%s\"",
+		    shown);
 	}
 	leanauth__v1__rpc_request__free_unpacked(req, NULL);
 }
@@ -467,7 +475,8 @@ la_rpc_cb(void *arg)
 			la_token_release(c->waiter.token);
 			c->waiter.token = NULL;
 		} else {
-			la_reply_err(c, c->waiter.result, "%s", c->waiter.error);
+			la_reply_err(c, c->waiter.result, "%s",
+			    c->waiter.error);
 		}
 		return;
 	case CTX_SEND_TOKEN:
@@ -496,15 +505,16 @@ la_rpc_cb(void *arg)
 }
 
 la_err
-la_rpc_create(la_rpc **out, const la_config *cfg, la_cache *cache, la_proxy *proxy)
+la_rpc_create(la_rpc **out, const la_config *cfg, la_cache *cache,
+    la_proxy *proxy)
 {
 	la_rpc *r;
 	if ((r = calloc(1, sizeof(*r))) == NULL) {
 		return (LA_ERR_NOMEM);
 	}
-	r->cfg   = cfg;
-	r->cache = cache;
-	r->proxy = proxy;
+	r->cfg          = cfg;
+	r->cache        = cache;
+	r->proxy        = proxy;
 	size_t max_body = 0;
 	for (size_t i = 0; i < cfg->n_profiles; i++) {
 		if (cfg->profiles[i].send.max_body_bytes > max_body) {
@@ -519,7 +529,7 @@ la_rpc_create(la_rpc **out, const la_config *cfg, la_cache *cache, la_proxy *pro
 la_err
 la_rpc_start(la_rpc *r, char *err, size_t errlen)
 {
-	int rv;
+	int         rv;
 	const char *what = "";
 
 	if ((rv = nng_rep0_open(&r->sock)) != 0) {
@@ -550,11 +560,13 @@ la_rpc_start(la_rpc *r, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	if ((rv = nng_listener_create(&r->listener, r->sock, r->cfg->listen_rpc)) != 0) {
+	if ((rv = nng_listener_create(&r->listener, r->sock,
+	         r->cfg->listen_rpc)) != 0) {
 		what = "listen.rpc";
 		goto fail;
 	}
-	if (la_tls_setup_listener(r->listener, r->cfg, r->cfg->listen_rpc, err, errlen) != LA_OK) {
+	if (la_tls_setup_listener(r->listener, r->cfg, r->cfg->listen_rpc, err,
+	        errlen) != LA_OK) {
 		return (LA_ERR_INVALID);
 	}
 	if ((rv = nng_listener_start(r->listener, 0)) != 0) {

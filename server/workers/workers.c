@@ -17,8 +17,8 @@ struct la_workers {
 	pthread_cond_t  cv;
 	la_job         *head;
 	la_job         *tail;
-	size_t          queued;     // all jobs in the queue
-	size_t          ordinary;   // jobs counted against cap
+	size_t          queued;   // all jobs in the queue
+	size_t          ordinary; // jobs counted against cap
 	size_t          cap;
 	bool            stopping;
 	atomic_bool     abort;
@@ -77,7 +77,8 @@ la_workers_create(la_workers **out, unsigned nthreads, unsigned queue_cap)
 	curl_share_setopt(p->share, CURLSHOPT_USERDATA, p);
 	curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
 	curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-	curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+	curl_share_setopt(p->share, CURLSHOPT_SHARE,
+	    CURL_LOCK_DATA_SSL_SESSION);
 	for (unsigned i = 0; i < nthreads; i++) {
 		p->workers[i].pool = p;
 		if ((p->workers[i].easy = curl_easy_init()) == NULL) {
@@ -235,7 +236,8 @@ la_worker_curl(la_worker *w)
 	// the cache is shared by every worker, so with more workers busy than
 	// that, idle connections would be closed as they come back and most
 	// calls would open (and TLS-handshake) a new one.
-	curl_easy_setopt(w->easy, CURLOPT_MAXCONNECTS, (long) (w->pool->nthreads * 4));
+	curl_easy_setopt(w->easy, CURLOPT_MAXCONNECTS,
+	    (long) (w->pool->nthreads * 4));
 	// No proxy from the environment (http_proxy, HTTPS_PROXY, ...): a
 	// variable set for some other program must not route tokens and the
 	// Lean API secret through a host nobody configured here.

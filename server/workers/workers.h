@@ -31,7 +31,8 @@ typedef struct la_job {
 
 // la_workers_create makes a pool of nthreads threads (not yet running) with a
 // queue of at most queue_cap ordinary jobs.
-la_err la_workers_create(la_workers **out, unsigned nthreads, unsigned queue_cap);
+la_err la_workers_create(la_workers **out, unsigned nthreads,
+    unsigned queue_cap);
 
 // la_workers_start starts the threads.
 la_err la_workers_start(la_workers *p);

@@ -10,8 +10,8 @@ main(void)
 	leanauth_client *c;
 	leanauth_error   err;
 	// Nothing listens here: the call must fail cleanly with UNAVAILABLE.
-	leanauth_options o = { .timeout_ms = 200, .connect_timeout_ms = 200 };
-	int rv = leanauth_open(&c, "tcp://127.0.0.1:1", &o, &err);
+	leanauth_options o  = {.timeout_ms = 200, .connect_timeout_ms = 200};
+	int              rv = leanauth_open(&c, "tcp://127.0.0.1:1", &o, &err);
 	printf("%s\n", leanauth_code_name(rv));
 	return (rv == LEANAUTH_UNAVAILABLE ? 0 : 1);
 }

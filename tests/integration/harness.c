@@ -33,7 +33,7 @@ h_now_ms(void)
 static void
 h_sleep_ms(int ms)
 {
-	struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
+	struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
 	nanosleep(&ts, NULL);
 }
 
@@ -111,10 +111,10 @@ h_start_standin(h_env *e)
 	char errpath[300];
 	snprintf(errpath, sizeof(errpath), "%s/standin.log", e->dir);
 	int         errfd  = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	const char *argv[] = { PYTHON3, STANDIN_PY, "--user-id", "4242",
-		"--api-token", CANARY_API_TOKEN, "--token-prefix",
-		CANARY_ACCESS_PREFIX, NULL };
-	e->standin = h_fork_exec(argv, fds[1], errfd);
+	const char *argv[] = {PYTHON3, STANDIN_PY, "--user-id", "4242",
+	    "--api-token", CANARY_API_TOKEN, "--token-prefix",
+	    CANARY_ACCESS_PREFIX, NULL};
+	e->standin         = h_fork_exec(argv, fds[1], errfd);
 	close(fds[1]);
 	close(errfd);
 
@@ -122,7 +122,7 @@ h_start_standin(h_env *e)
 	size_t  n     = 0;
 	int64_t until = h_now_ms() + 15000;
 	while (n < sizeof(line) - 1 && memchr(line, '\n', n) == NULL) {
-		struct pollfd p = { fds[0], POLLIN, 0 };
+		struct pollfd p    = {fds[0], POLLIN, 0};
 		int64_t       left = until - h_now_ms();
 		cr_assert_gt(left, 0, "stand-in did not report ready");
 		if (poll(&p, 1, (int) left) <= 0) {
@@ -150,25 +150,26 @@ h_setup(h_env *e)
 	memset(e, 0, sizeof(*e));
 	snprintf(e->dir, sizeof(e->dir), "/tmp/leanauth-it-XXXXXX");
 	cr_assert_not_null(mkdtemp(e->dir));
-	snprintf(e->cfg_path, sizeof(e->cfg_path), "%s/leanauthd.json", e->dir);
+	snprintf(e->cfg_path, sizeof(e->cfg_path), "%s/leanauthd.json",
+	    e->dir);
 	snprintf(e->log_path, sizeof(e->log_path), "%s/leanauthd.log", e->dir);
 	h_start_standin(e);
 
 	char allowed[200];
 	snprintf(allowed, sizeof(allowed), "%sapi/", e->brokerage_url);
-	e->cfg = json_pack(
-	    "{s:{s:s, s:s, s:s}, s:i, s:s,"
-	    " s:{s:s, s:s, s:s, s:i},"
-	    " s:[{s:s, s:s, s:s, s:s, s:i, s:i,"
-	    "     s:{s:[s], s:i, s:i}}]}",
-	    "listen", "rpc", "tcp://127.0.0.1:0", "events", "tcp://127.0.0.1:0",
-	    "http", "127.0.0.1:0", "workers", 4, "log_level", "debug",
-	    "lean_api", "url", e->lean_url, "user_id", "4242", "api_token",
-	    CANARY_API_TOKEN, "timeout_ms", 5000, "profiles", "name", "schwab",
-	    "brokerage", "CharlesSchwab", "account_id", "A1", "refresh_token",
-	    CANARY_REFRESH_TOKEN, "max_retry_count", 3, "retry_interval_ms", 50,
-	    "send", "allowed_urls", allowed, "timeout_ms", 5000,
-	    "max_body_bytes", 65536);
+	e->cfg = json_pack("{s:{s:s, s:s, s:s}, s:i, s:s,"
+	                   " s:{s:s, s:s, s:s, s:i},"
+	                   " s:[{s:s, s:s, s:s, s:s, s:i, s:i,"
+	                   "     s:{s:[s], s:i, s:i}}]}",
+	    "listen", "rpc", "tcp://127.0.0.1:0", "events",
+	    "tcp://127.0.0.1:0", "http", "127.0.0.1:0", "workers", 4,
+	    "log_level", "debug", "lean_api", "url", e->lean_url, "user_id",
+	    "4242", "api_token", CANARY_API_TOKEN, "timeout_ms", 5000,
+	    "profiles", "name", "schwab", "brokerage", "CharlesSchwab",
+	    "account_id", "A1", "refresh_token", CANARY_REFRESH_TOKEN,
+	    "max_retry_count", 3, "retry_interval_ms", 50, "send",
+	    "allowed_urls", allowed, "timeout_ms", 5000, "max_body_bytes",
+	    65536);
 	cr_assert_not_null(e->cfg);
 }
 
@@ -194,29 +195,35 @@ h_daemon_start(h_env *e)
 	cr_assert_eq(json_dump_file(e->cfg, e->cfg_path, JSON_INDENT(2)), 0);
 	int logfd = open(e->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	cr_assert_geq(logfd, 0);
-	const char *argv[] = { LEANAUTHD_BIN, "--config", e->cfg_path, NULL };
+	const char *argv[] = {LEANAUTHD_BIN, "--config", e->cfg_path, NULL};
 	e->daemon          = h_fork_exec(argv, -1, logfd);
 	close(logfd);
 
 	int64_t until = h_now_ms() + 15000;
 	for (;;) {
-		char *log  = h_read_file(e->log_path);
-		char *line = log != NULL ? strstr(log, "\"msg\":\"ready\"") : NULL;
+		char *log = h_read_file(e->log_path);
+		char *line =
+		    log != NULL ? strstr(log, "\"msg\":\"ready\"") : NULL;
 		if (line != NULL) {
 			while (line > log && line[-1] != '\n') {
 				line--;
 			}
 			char *end = strchr(line, '\n');
 			if (end != NULL) {
-				*end = '\0';
+				*end      = '\0';
 				json_t *j = json_loads(line, 0, NULL);
 				cr_assert_not_null(j, "ready line: %s", line);
 				snprintf(e->rpc_url, sizeof(e->rpc_url), "%s",
-				    json_string_value(json_object_get(j, "rpc")));
-				snprintf(e->events_url, sizeof(e->events_url), "%s",
-				    json_string_value(json_object_get(j, "events")));
-				snprintf(e->http_addr, sizeof(e->http_addr), "%s",
-				    json_string_value(json_object_get(j, "http")));
+				    json_string_value(
+				        json_object_get(j, "rpc")));
+				snprintf(e->events_url, sizeof(e->events_url),
+				    "%s",
+				    json_string_value(
+				        json_object_get(j, "events")));
+				snprintf(e->http_addr, sizeof(e->http_addr),
+				    "%s",
+				    json_string_value(
+				        json_object_get(j, "http")));
 				json_decref(j);
 				free(log);
 				return;
@@ -225,10 +232,12 @@ h_daemon_start(h_env *e)
 		int status;
 		if (waitpid(e->daemon, &status, WNOHANG) == e->daemon) {
 			e->daemon = 0;
-			cr_assert_fail("leanauthd exited during startup:\n%s", log ? log : "");
+			cr_assert_fail("leanauthd exited during startup:\n%s",
+			    log ? log : "");
 		}
 		free(log);
-		cr_assert_lt(h_now_ms(), until, "leanauthd did not become ready");
+		cr_assert_lt(h_now_ms(), until,
+		    "leanauthd did not become ready");
 		h_sleep_ms(10);
 	}
 }
@@ -257,7 +266,8 @@ h_teardown(h_env *e)
 	// Every test ends with a clean shutdown: exit 0, which under
 	// -DLEANAUTH_SANITIZE=ON also means no leak and no sanitizer report.
 	int status = 0;
-	if (e->daemon > 0 && (status = h_daemon_stop(e, SIGTERM, 10000, NULL)) < 0) {
+	if (e->daemon > 0 &&
+	    (status = h_daemon_stop(e, SIGTERM, 10000, NULL)) < 0) {
 		kill(e->daemon, SIGKILL);
 		h_wait_pid(e->daemon, 5000);
 	}
@@ -279,10 +289,11 @@ h_teardown(h_env *e)
 			// best effort
 		}
 	}
-	h_fini_check(!leak, "a canary secret reached leanauthd's log (kept in %s)",
+	h_fini_check(!leak,
+	    "a canary secret reached leanauthd's log (kept in %s)",
 	    e->log_path);
-	h_fini_check(status == 0, "leanauthd exited with %d at the end of the test",
-	    status);
+	h_fini_check(status == 0,
+	    "leanauthd exited with %d at the end of the test", status);
 }
 
 void
@@ -305,7 +316,7 @@ h_client(h_env *e)
 {
 	leanauth_client *c;
 	leanauth_error   err;
-	leanauth_options o = { .timeout_ms = 10000, .connect_timeout_ms = 5000 };
+	leanauth_options o = {.timeout_ms = 10000, .connect_timeout_ms = 5000};
 	int              rv = leanauth_open(&c, e->rpc_url, &o, &err);
 	cr_assert_eq(rv, 0, "leanauth_open: %s", err.message);
 	return (c);
@@ -337,9 +348,10 @@ static json_t *
 h_http_json(const char *base, const char *path, const char *body)
 {
 	char url[512];
-	snprintf(url, sizeof(url), "%s%s", base, path[0] == '/' ? path + 1 : path);
+	snprintf(url, sizeof(url), "%s%s", base,
+	    path[0] == '/' ? path + 1 : path);
 	CURL *h = curl_easy_init();
-	h_buf b = { 0 };
+	h_buf b = {0};
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 130000L);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -355,7 +367,9 @@ h_http_json(const char *base, const char *path, const char *body)
 	CURLcode cc = curl_easy_perform(h);
 	curl_easy_cleanup(h);
 	curl_slist_free_all(hd);
-	json_t *j = (cc == CURLE_OK && b.p != NULL) ? json_loads(b.p, JSON_ALLOW_NUL, NULL) : NULL;
+	json_t *j = (cc == CURLE_OK && b.p != NULL)
+	    ? json_loads(b.p, JSON_ALLOW_NUL, NULL)
+	    : NULL;
 	free(b.p);
 	return (j);
 }
@@ -399,8 +413,9 @@ void
 h_lean_plan(h_env *e, const char *account, const char *plan, const char *dflt)
 {
 	char body[1024];
-	snprintf(body, sizeof(body), "{\"account_id\":\"%s\",\"plan\":%s,\"default\":\"%s\"}",
-	    account, plan != NULL ? plan : "[]", dflt != NULL ? dflt : "ok");
+	snprintf(body, sizeof(body),
+	    "{\"account_id\":\"%s\",\"plan\":%s,\"default\":\"%s\"}", account,
+	    plan != NULL ? plan : "[]", dflt != NULL ? dflt : "ok");
 	json_t *j = h_lean(e, "_control/plan", body);
 	cr_assert_not_null(j, "stand-in plan refused: %s", body);
 	json_decref(j);
@@ -410,7 +425,8 @@ bool
 h_lean_wait(h_env *e, const char *query, int timeout_ms)
 {
 	char path[256];
-	snprintf(path, sizeof(path), "_control/wait?%s&timeout_ms=%d", query, timeout_ms);
+	snprintf(path, sizeof(path), "_control/wait?%s&timeout_ms=%d", query,
+	    timeout_ms);
 	json_t *j = h_lean(e, path, NULL);
 	bool    r = j != NULL && json_is_true(json_object_get(j, "reached"));
 	json_decref(j);
@@ -500,8 +516,8 @@ h_envelope(const char *method, const void *payload, size_t plen,
 	r.payload.data             = (uint8_t *) payload;
 	r.payload.len              = plen;
 	r.timeout_ms               = timeout_ms;
-	*len                       = leanauth__v1__rpc_request__get_packed_size(&r);
-	uint8_t *buf               = malloc(*len + 1);
+	*len         = leanauth__v1__rpc_request__get_packed_size(&r);
+	uint8_t *buf = malloc(*len + 1);
 	cr_assert_not_null(buf);
 	leanauth__v1__rpc_request__pack(&r, buf);
 	return (buf);
@@ -517,17 +533,19 @@ h_raw_call(h_env *e, const void *buf, size_t len, int timeout_ms, char *msg,
 	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, timeout_ms);
 	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, timeout_ms + 60000);
 	cr_assert_eq(nng_dial(s, e->rpc_url, NULL, 0), 0);
-	int   code = -1;
-	void *rbuf = NULL;
+	int    code = -1;
+	void  *rbuf = NULL;
 	size_t rlen = 0;
 	if (nng_send(s, (void *) buf, len, 0) == 0 &&
 	    nng_recv(s, &rbuf, &rlen, NNG_FLAG_ALLOC) == 0) {
 		Leanauth__V1__RpcResponse *r =
 		    leanauth__v1__rpc_response__unpack(NULL, rlen, rbuf);
-		cr_assert_not_null(r, "leanauthd's reply is not an RpcResponse");
+		cr_assert_not_null(r,
+		    "leanauthd's reply is not an RpcResponse");
 		code = r->status != NULL ? r->status->code : 0;
 		if (msg != NULL) {
-			snprintf(msg, msglen, "%s", r->status != NULL ? r->status->message : "");
+			snprintf(msg, msglen, "%s",
+			    r->status != NULL ? r->status->message : "");
 		}
 		leanauth__v1__rpc_response__free_unpacked(r, NULL);
 		nng_free(rbuf, rlen);

@@ -47,7 +47,8 @@ void h_teardown(h_env *e);
 // Criterion 2.4 ignores cr_assert failures in .fini, so this logs the
 // message and exits the test's worker: Criterion then reports the test as
 // having exited during teardown and the runner exits non-zero.
-void h_fini_check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void h_fini_check(bool ok, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 // h_profile returns profiles[i] of e->cfg (borrowed), to edit.
 json_t *h_profile(h_env *e, size_t i);
@@ -77,7 +78,8 @@ long h_lean_stat(h_env *e, const char *key);
 long h_broker_stat(h_env *e, const char *key);
 
 // h_lean_plan sets account's plan (a JSON array of modes) and default mode.
-void h_lean_plan(h_env *e, const char *account, const char *plan, const char *dflt);
+void h_lean_plan(h_env *e, const char *account, const char *plan,
+    const char *dflt);
 
 // h_lean_wait blocks (stand-in side) until query holds, e.g. "calls=3".
 bool h_lean_wait(h_env *e, const char *query, int timeout_ms);
@@ -104,8 +106,8 @@ char *h_read_file(const char *path);
 // h_raw_call sends raw bytes as one REQ message to the RPC URL and decodes
 // the reply's status. Returns the status code (or -1 if no reply came within
 // timeout_ms); message copied into msg.
-int h_raw_call(h_env *e, const void *buf, size_t len, int timeout_ms, char *msg,
-    size_t msglen);
+int h_raw_call(h_env *e, const void *buf, size_t len, int timeout_ms,
+    char *msg, size_t msglen);
 
 // h_envelope packs an RpcRequest for method with payload into a heap buffer.
 uint8_t *h_envelope(const char *method, const void *payload, size_t plen,

@@ -104,8 +104,8 @@ raw_start(void)
 	cr_assert_eq(nng_sub0_open(&R.sock), 0);
 	cr_assert_eq(nng_socket_set(R.sock, NNG_OPT_SUB_SUBSCRIBE, "", 0), 0);
 	cr_assert_eq(nng_socket_set_ms(R.sock, NNG_OPT_RECVTIMEO, 50), 0);
-	cr_assert_eq(
-	    nng_dial(R.sock, E.events_url, NULL, NNG_FLAG_NONBLOCK), 0);
+	cr_assert_eq(nng_dial(R.sock, E.events_url, NULL, NNG_FLAG_NONBLOCK),
+	    0);
 	pthread_mutex_init(&R.mtx, NULL);
 	atomic_store(&R.stop, false);
 	cr_assert_eq(pthread_create(&R.thr, NULL, raw_loop, NULL), 0);
@@ -137,9 +137,9 @@ teardown(void)
 		atomic_store(&R.stop, true);
 		pthread_join(R.thr, NULL);
 		nng_close(R.sock);
-		leak = R.buf != NULL
-		    && memmem(R.buf, R.len, CANARY_ANY, strlen(CANARY_ANY))
-		        != NULL;
+		leak = R.buf != NULL &&
+		    memmem(R.buf, R.len, CANARY_ANY, strlen(CANARY_ANY)) !=
+		        NULL;
 		bad = R.bad;
 	}
 	h_teardown(&E);
@@ -147,7 +147,8 @@ teardown(void)
 	R.buf = NULL;
 	// Criterion ignores failed assertions in .fini: h_fini_check does not.
 	h_fini_check(!leak, "an event carried a canary secret");
-	h_fini_check(bad == 0, "%d malformed event(s), first: %s", bad, R.first_bad);
+	h_fini_check(bad == 0, "%d malformed event(s), first: %s", bad,
+	    R.first_bad);
 }
 
 TestSuite(events, .init = setup, .fini = teardown, .timeout = 120);
@@ -268,8 +269,8 @@ next(leanauth_subscriber *s, int timeout_ms, leanauth_event *ev)
 {
 	leanauth_error err;
 	int            rv = leanauth_next_event(s, timeout_ms, ev, &err);
-	cr_assert_eq(
-	    rv, 0, "no event: %s (%s)", leanauth_code_name(rv), err.message);
+	cr_assert_eq(rv, 0, "no event: %s (%s)", leanauth_code_name(rv),
+	    err.message);
 }
 
 static void
@@ -296,8 +297,8 @@ serving(leanauth_client *c, const char *profile)
 {
 	leanauth_error err;
 	bool           s = false;
-	cr_assert_eq(
-	    leanauth_health(c, profile, NULL, &s, &err), 0, "%s", err.message);
+	cr_assert_eq(leanauth_health(c, profile, NULL, &s, &err), 0, "%s",
+	    err.message);
 	return (s);
 }
 
@@ -465,8 +466,8 @@ Test(events, failed_when_the_refresh_token_is_refused)
 	cr_assert_eq(get(c, "", false, 0, &t, &err), LEANAUTH_UNAUTHENTICATED);
 	int64_t after = wall_ms();
 	next(s, 5000, &ev);
-	assert_failed(
-	    &ev, "schwab", "A1", "Invalid refresh token", 3, before, after);
+	assert_failed(&ev, "schwab", "A1", "Invalid refresh token", 3, before,
+	    after);
 	cr_assert_str_eq(err.message, "Invalid refresh token");
 	leanauth_close(c);
 	leanauth_subscriber_close(s);
@@ -493,8 +494,8 @@ Test(events, failed_after_a_failed_force_refresh)
 	cr_assert_eq(get(c, "", true, 0, &t, &err), LEANAUTH_UNAUTHENTICATED);
 	int64_t after = wall_ms();
 	next(s, 5000, &ev);
-	assert_failed(
-	    &ev, "schwab", "A1", "Invalid refresh token", 3, before, after);
+	assert_failed(&ev, "schwab", "A1", "Invalid refresh token", 3, before,
+	    after);
 	cr_assert_eq(h_lean_stat(&E, "refresh_calls"), 4);
 	cr_assert_not(serving(c, "schwab"));
 
@@ -522,8 +523,8 @@ Test(events, failed_error_never_quotes_a_secret)
 	next(s, 5000, &ev);
 	cr_assert_eq(ev.type, LEANAUTH_EVENT_AUTHENTICATION_FAILED);
 	cr_assert_null(strstr(ev.error, CANARY_ANY), "error: %s", ev.error);
-	cr_assert(
-	    strstr(ev.error, "[redacted]") != NULL, "error: %s", ev.error);
+	cr_assert(strstr(ev.error, "[redacted]") != NULL, "error: %s",
+	    ev.error);
 	leanauth_close(c);
 	leanauth_subscriber_close(s);
 }
@@ -532,8 +533,8 @@ Test(events, topic_filter_delivers_only_the_subscribed_event)
 {
 	set_retries(0, 0);
 	start();
-	leanauth_subscriber *failed
-	    = sub(LEANAUTH_TOPIC_AUTHENTICATION_FAILED, 2);
+	leanauth_subscriber *failed =
+	    sub(LEANAUTH_TOPIC_AUTHENTICATION_FAILED, 2);
 	leanauth_subscriber *all = sub(NULL, 3);
 	leanauth_client     *c   = h_client(&E);
 	leanauth_token       t;
@@ -552,8 +553,8 @@ Test(events, topic_filter_delivers_only_the_subscribed_event)
 	cr_assert_eq(ev.type, LEANAUTH_EVENT_AUTHENTICATION_FAILED);
 	// The filtered subscriber's first event is the Failed one.
 	next(failed, 5000, &ev);
-	cr_assert_eq(
-	    ev.type, LEANAUTH_EVENT_AUTHENTICATION_FAILED, "got %s", ev.topic);
+	cr_assert_eq(ev.type, LEANAUTH_EVENT_AUTHENTICATION_FAILED, "got %s",
+	    ev.topic);
 	cr_assert_str_eq(ev.profile, "schwab");
 	no_event(failed, 200);
 	leanauth_close(c);
@@ -584,8 +585,8 @@ Test(events, background_failure_degrades_then_fails_when_the_token_expires)
 	    "got %s", deg.topic);
 	cr_assert_str_eq(deg.topic, "leanauth.v1.AuthenticationDegraded");
 	cr_assert_str_eq(deg.profile, "schwab");
-	cr_assert(
-	    strstr(deg.error, "HTTP 500") != NULL, "error: %s", deg.error);
+	cr_assert(strstr(deg.error, "HTTP 500") != NULL, "error: %s",
+	    deg.error);
 	cr_assert_eq(deg.attempts, 2, "max_retry_count + 1");
 	cr_assert_eq(deg.expires_at_unix_ms, t.expires_at_unix_ms);
 	cr_assert_lt(deg.at_unix_ms, t.expires_at_unix_ms);
@@ -645,8 +646,8 @@ Test(events, degraded_then_recovered_then_refreshed)
 	cr_assert_lt(ev.at_unix_ms, t.expires_at_unix_ms);
 	int64_t recovered_at = ev.at_unix_ms;
 	next(s, 3000, &ev);
-	cr_assert_eq(
-	    ev.type, LEANAUTH_EVENT_TOKEN_REFRESHED, "got %s", ev.topic);
+	cr_assert_eq(ev.type, LEANAUTH_EVENT_TOKEN_REFRESHED, "got %s",
+	    ev.topic);
 	cr_assert_eq(ev.generation, 2);
 	cr_assert_eq(ev.at_unix_ms, recovered_at);
 	cr_assert_gt(ev.expires_at_unix_ms, t.expires_at_unix_ms);
@@ -692,8 +693,8 @@ Test(events, subscriber_interrupt_is_never_lost)
 	// child exits).
 	leanauth_subscriber_interrupt(s);
 	int64_t t0 = h_now_ms();
-	cr_assert_eq(
-	    leanauth_next_event(s, 5000, &ev, &err), LEANAUTH_CANCELLED);
+	cr_assert_eq(leanauth_next_event(s, 5000, &ev, &err),
+	    LEANAUTH_CANCELLED);
 	cr_assert_lt(h_now_ms() - t0, 1000);
 	// ... and used up by it.
 	cr_assert_eq(leanauth_next_event(s, 100, &ev, &err),
@@ -703,8 +704,8 @@ Test(events, subscriber_interrupt_is_never_lost)
 	pthread_t th;
 	cr_assert_eq(pthread_create(&th, NULL, interrupt_later, s), 0);
 	t0 = h_now_ms();
-	cr_assert_eq(
-	    leanauth_next_event(s, -1, &ev, &err), LEANAUTH_CANCELLED);
+	cr_assert_eq(leanauth_next_event(s, -1, &ev, &err),
+	    LEANAUTH_CANCELLED);
 	cr_assert_lt(h_now_ms() - t0, 5000);
 	pthread_join(th, NULL);
 
@@ -735,8 +736,8 @@ Test(events, subscribe_with_connect_timeout_reports_an_unreachable_server)
 	    LEANAUTH_UNAVAILABLE);
 	cr_assert_null(s);
 	cr_assert_geq(h_now_ms() - t0, 290);
-	cr_assert(
-	    strstr(err.message, "within 300 ms") != NULL, "%s", err.message);
+	cr_assert(strstr(err.message, "within 300 ms") != NULL, "%s",
+	    err.message);
 	cr_assert_eq(leanauth_subscribe(&s, "", NULL, 0, &o, &err),
 	    LEANAUTH_INVALID_ARGUMENT);
 	cr_assert_eq(leanauth_subscribe(&s, "nonsense://x", NULL, 0, &o, &err),
@@ -773,8 +774,8 @@ sigterm_with_a_waiting_caller(caller *w, pthread_t th)
 	int64_t took;
 	int64_t t0 = h_now_ms();
 	int     rv = h_daemon_stop(&E, SIGTERM, 5000, &took);
-	cr_assert_eq(
-	    rv, 0, "leanauthd exit %d (-1: still running after 5 s)", rv);
+	cr_assert_eq(rv, 0, "leanauthd exit %d (-1: still running after 5 s)",
+	    rv);
 	pthread_join(th, NULL);
 	cr_assert_eq(w->rv, LEANAUTH_UNAVAILABLE, "got %s: %s",
 	    leanauth_code_name(w->rv), w->err.message);
@@ -787,8 +788,8 @@ sigterm_with_a_waiting_caller(caller *w, pthread_t th)
 
 Test(events, sigterm_answers_a_caller_waiting_out_a_long_retry_interval)
 {
-	json_object_set_new(
-	    h_profile(&E, 0), "retry_interval_ms", json_integer(60000));
+	json_object_set_new(h_profile(&E, 0), "retry_interval_ms",
+	    json_integer(60000));
 	h_lean_plan(&E, "A1", "[]", "500");
 	start();
 	leanauth_subscriber *s = sub(NULL, 2);
@@ -814,8 +815,8 @@ Test(events, sigterm_ends_a_hanging_refresh)
 	caller    w = {.c = h_client(&E)};
 	pthread_t th;
 	cr_assert_eq(pthread_create(&th, NULL, call_thread, &w), 0);
-	cr_assert(
-	    h_lean_wait(&E, "hanging=1", 5000), "the refresh never started");
+	cr_assert(h_lean_wait(&E, "hanging=1", 5000),
+	    "the refresh never started");
 	int64_t took = sigterm_with_a_waiting_caller(&w, th);
 	fprintf(stderr, "shutdown during a hanging refresh took %lld ms\n",
 	    (long long) took);
@@ -841,8 +842,8 @@ Test(events, an_event_published_just_before_sigterm_reaches_the_subscriber)
 		leanauth_token       t;
 		leanauth_error       err;
 		leanauth_event       ev;
-		cr_assert_eq(
-		    get(c, "", false, 0, &t, &err), LEANAUTH_UNAUTHENTICATED);
+		cr_assert_eq(get(c, "", false, 0, &t, &err),
+		    LEANAUTH_UNAUTHENTICATED);
 		kill(E.daemon, SIGTERM);
 		next(s, 3000, &ev);
 		cr_assert_eq(ev.type, LEANAUTH_EVENT_AUTHENTICATION_FAILED);
@@ -932,8 +933,8 @@ fail_schwab(leanauth_client *c, bool force)
 	leanauth_token t;
 	leanauth_error err;
 	h_lean_plan(&E, "A1", "[]", "unauthorized");
-	cr_assert_eq(
-	    get(c, "schwab", force, 0, &t, &err), LEANAUTH_UNAUTHENTICATED);
+	cr_assert_eq(get(c, "schwab", force, 0, &t, &err),
+	    LEANAUTH_UNAUTHENTICATED);
 }
 
 Test(events, watch_json_prints_one_object_per_line)
@@ -963,12 +964,12 @@ Test(events, watch_json_prints_one_object_per_line)
 	    "two lines: %s", nl + 1);
 
 	cr_assert_eq(json_object_size(a), 6, "%s", out);
-	cr_assert_str_eq(
-	    json_string_value(json_object_get(a, "event")), "TokenRefreshed");
-	cr_assert_str_eq(
-	    json_string_value(json_object_get(a, "profile")), "schwab");
-	cr_assert_str_eq(
-	    json_string_value(json_object_get(a, "token_type")), "Bearer");
+	cr_assert_str_eq(json_string_value(json_object_get(a, "event")),
+	    "TokenRefreshed");
+	cr_assert_str_eq(json_string_value(json_object_get(a, "profile")),
+	    "schwab");
+	cr_assert_str_eq(json_string_value(json_object_get(a, "token_type")),
+	    "Bearer");
 	cr_assert_eq(json_integer_value(json_object_get(a, "generation")), 1);
 	cr_assert_eq(
 	    json_integer_value(json_object_get(a, "expires_at_unix_ms")),
@@ -978,12 +979,12 @@ Test(events, watch_json_prints_one_object_per_line)
 	cr_assert_eq(json_object_size(b), 7);
 	cr_assert_str_eq(json_string_value(json_object_get(b, "event")),
 	    "AuthenticationFailed");
-	cr_assert_str_eq(
-	    json_string_value(json_object_get(b, "profile")), "schwab");
+	cr_assert_str_eq(json_string_value(json_object_get(b, "profile")),
+	    "schwab");
 	cr_assert_str_eq(json_string_value(json_object_get(b, "brokerage")),
 	    "CharlesSchwab");
-	cr_assert_str_eq(
-	    json_string_value(json_object_get(b, "account_id")), "A1");
+	cr_assert_str_eq(json_string_value(json_object_get(b, "account_id")),
+	    "A1");
 	cr_assert_str_eq(json_string_value(json_object_get(b, "error")),
 	    "Invalid refresh token");
 	cr_assert_eq(json_integer_value(json_object_get(b, "attempts")), 3);
@@ -1002,11 +1003,11 @@ Test(events, watch_topic_filters)
 	start();
 	const char *argv[] = {LEANAUTH_CLI, "watch", "--events", E.events_url,
 	    "--topic", "AuthenticationFailed", "--json", "--count", "1", NULL};
-	const char *full[]
-	    = {LEANAUTH_CLI, "watch", "--events", E.events_url, "--topic",
-	        "leanauth.v1.AuthenticationFailed", "--count", "1", NULL};
-	pid_t pid  = h_spawn(&E, "watch", argv);
-	pid_t pid2 = h_spawn(&E, "watch2", full);
+	const char *full[] = {LEANAUTH_CLI, "watch", "--events", E.events_url,
+	    "--topic", "leanauth.v1.AuthenticationFailed", "--count", "1",
+	    NULL};
+	pid_t       pid    = h_spawn(&E, "watch", argv);
+	pid_t       pid2   = h_spawn(&E, "watch2", full);
 	wait_subscribers(3);
 	leanauth_client *c = h_client(&E);
 	leanauth_token   t;
@@ -1016,8 +1017,8 @@ Test(events, watch_topic_filters)
 	fail_schwab(c, true);
 	cr_assert_eq(h_wait_pid(pid, 5000), 0);
 	cr_assert_eq(h_wait_pid(pid2, 5000), 0);
-	cr_assert_eq(
-	    raw_count(LEANAUTH_EVENT_TOKEN_REFRESHED), 1, "it was published");
+	cr_assert_eq(raw_count(LEANAUTH_EVENT_TOKEN_REFRESHED), 1,
+	    "it was published");
 
 	char   *out = spawned_output("watch", "out");
 	json_t *j   = json_loads(out, 0, NULL);
@@ -1090,8 +1091,8 @@ Test(events, watch_exit_codes)
 
 	const char *until[] = {LEANAUTH_CLI, "watch", "--events", E.events_url,
 	    "--timeout", "300", NULL};
-	cr_assert_eq(
-	    run_cli(until, out, sizeof(out), err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(run_cli(until, out, sizeof(out), err, sizeof(err)), 0,
+	    "%s", err);
 
 	const char *badurl[] = {LEANAUTH_CLI, "watch", "--events",
 	    "nonsense://x", "--timeout", "300", NULL};
@@ -1144,8 +1145,8 @@ wait_file(const char *path, int timeout_ms)
 // its child runs. Supervise connects before starting the child, so
 // leanauthd counts it as a subscriber by then.
 static pid_t
-supervise(
-    const char *name, const char *grace, bool ignore_term, const char *profile)
+supervise(const char *name, const char *grace, bool ignore_term,
+    const char *profile)
 {
 	char ready[400], script[600];
 	snprintf(ready, sizeof(ready), "%s/%s.ready", E.dir, name);
@@ -1189,8 +1190,7 @@ Test(events, supervise_stops_the_child_on_authentication_failed)
 	char *err = spawned_output("sup", "err");
 	cr_assert(strstr(err,
 	              "AuthenticationFailed for profile schwab (1 attempts: "
-	              "Invalid refresh token)")
-	        != NULL,
+	              "Invalid refresh token)") != NULL,
 	    "%s", err);
 	cr_assert(strstr(err, "sending SIGTERM") != NULL, "%s", err);
 	cr_assert_null(strstr(err, "SIGKILL"), "%s", err);
@@ -1232,19 +1232,19 @@ Test(events, supervise_ignores_failures_of_other_profiles)
 	leanauth_error       err;
 	leanauth_event       ev;
 
-	cr_assert_eq(
-	    get(c, "ibkr", false, 0, &t, &err), LEANAUTH_UNAUTHENTICATED);
+	cr_assert_eq(get(c, "ibkr", false, 0, &t, &err),
+	    LEANAUTH_UNAUTHENTICATED);
 	next(s, 5000, &ev);
-	assert_failed(
-	    &ev, "ibkr", "B2", "Invalid refresh token", 1, 0, INT64_MAX);
-	cr_assert_eq(
-	    h_wait_pid(pid, 0), -1, "supervise reacted to ibkr's failure");
+	assert_failed(&ev, "ibkr", "B2", "Invalid refresh token", 1, 0,
+	    INT64_MAX);
+	cr_assert_eq(h_wait_pid(pid, 0), -1,
+	    "supervise reacted to ibkr's failure");
 
 	fail_schwab(c, false);
 	cr_assert_eq(h_wait_pid(pid, 5000), 42);
 	char *out = spawned_output("sup", "err");
-	cr_assert(
-	    strstr(out, "AuthenticationFailed for profile schwab") != NULL,
+	cr_assert(strstr(out, "AuthenticationFailed for profile schwab") !=
+	        NULL,
 	    "%s", out);
 	cr_assert_null(strstr(out, "ibkr"), "%s", out);
 	free(out);
@@ -1262,8 +1262,8 @@ Test(events, supervise_without_profile_reacts_to_any_profile)
 	leanauth_client *c   = h_client(&E);
 	leanauth_token   t;
 	leanauth_error   err;
-	cr_assert_eq(
-	    get(c, "ibkr", false, 0, &t, &err), LEANAUTH_UNAUTHENTICATED);
+	cr_assert_eq(get(c, "ibkr", false, 0, &t, &err),
+	    LEANAUTH_UNAUTHENTICATED);
 	cr_assert_eq(h_wait_pid(pid, 5000), 42);
 	char *out = spawned_output("sup", "err");
 	cr_assert(strstr(out, "AuthenticationFailed for profile ibkr") != NULL,
@@ -1291,8 +1291,8 @@ Test(events, supervise_exit_codes)
 	// The child's own status, or 128 + the signal that killed it.
 	const char *three[] = {LEANAUTH_CLI, "supervise", "--events",
 	    E.events_url, "--", "/bin/sh", "-c", "exit 3", NULL};
-	cr_assert_eq(
-	    run_cli(three, out, sizeof(out), err, sizeof(err)), 3, "%s", err);
+	cr_assert_eq(run_cli(three, out, sizeof(out), err, sizeof(err)), 3,
+	    "%s", err);
 	const char *killed[] = {LEANAUTH_CLI, "supervise", "--events",
 	    E.events_url, "--", "/bin/sh", "-c", "kill -KILL $$", NULL};
 	cr_assert_eq(run_cli(killed, out, sizeof(out), err, sizeof(err)), 137,
@@ -1300,10 +1300,10 @@ Test(events, supervise_exit_codes)
 
 	const char *missing[] = {LEANAUTH_CLI, "supervise", "--events",
 	    E.events_url, "--", "/nonexistent/command", NULL};
-	cr_assert_eq(
-	    run_cli(missing, out, sizeof(out), err, sizeof(err)), 127);
-	cr_assert(
-	    strstr(err, "/nonexistent/command: command not found") != NULL,
+	cr_assert_eq(run_cli(missing, out, sizeof(out), err, sizeof(err)),
+	    127);
+	cr_assert(strstr(err, "/nonexistent/command: command not found") !=
+	        NULL,
 	    "%s", err);
 	const char *notexec[] = {LEANAUTH_CLI, "supervise", "--events",
 	    E.events_url, "--", "/etc/passwd", NULL};

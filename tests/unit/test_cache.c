@@ -24,10 +24,10 @@ typedef struct fake {
 	int             nevents;
 } fake;
 
-static fake            F;
-static la_config       cfg;
-static la_profile_cfg  prof[2];
-static la_cache       *cache;
+static fake           F;
+static la_config      cfg;
+static la_profile_cfg prof[2];
+static la_cache      *cache;
 
 static la_err
 fake_start(void *arg, size_t profile, uint32_t attempt)
@@ -102,16 +102,16 @@ static void
 profile_defaults(la_profile_cfg *p, char *name)
 {
 	memset(p, 0, sizeof(*p));
-	p->name                       = name;
-	p->brokerage                  = "CharlesSchwab";
-	p->account_id                 = "A1";
-	p->token_lifetime_s           = 1800;
-	p->offset_before_expiration_s = 120;
-	p->max_retry_count            = 3;
-	p->retry_interval_ms          = 5000;
-	p->retry_backoff.multiplier   = 1.0;
+	p->name                          = name;
+	p->brokerage                     = "CharlesSchwab";
+	p->account_id                    = "A1";
+	p->token_lifetime_s              = 1800;
+	p->offset_before_expiration_s    = 120;
+	p->max_retry_count               = 3;
+	p->retry_interval_ms             = 5000;
+	p->retry_backoff.multiplier      = 1.0;
 	p->retry_backoff.max_interval_ms = 5000;
-	p->refresh_ahead_s            = 420;
+	p->refresh_ahead_s               = 420;
 }
 
 static void
@@ -131,11 +131,11 @@ static void
 make_cache_rand(bool with_rand)
 {
 	la_cache_ops ops = {
-		.start_attempt = fake_start,
-		.now_ms        = fake_now,
-		.rand01        = with_rand ? fake_rand : NULL,
-		.event         = fake_event,
-		.arg           = &F,
+	    .start_attempt = fake_start,
+	    .now_ms        = fake_now,
+	    .rand01        = with_rand ? fake_rand : NULL,
+	    .event         = fake_event,
+	    .arg           = &F,
 	};
 	cr_assert_eq(la_cache_create(&cache, &cfg, &ops), LA_OK);
 }
@@ -162,14 +162,16 @@ typedef struct caller {
 } caller;
 
 static la_err
-get(caller *cl, size_t profile, bool force, uint64_t if_gen, nng_duration timeout)
+get(caller *cl, size_t profile, bool force, uint64_t if_gen,
+    nng_duration timeout)
 {
 	if (cl->aio == NULL) {
 		cr_assert_eq(nng_aio_alloc(&cl->aio, NULL, NULL), 0);
 	}
 	nng_aio_set_timeout(cl->aio, timeout);
-	cl->w.aio             = cl->aio;
-	la_cache_get_opts o   = { .force_refresh = force, .if_generation = if_gen };
+	cl->w.aio           = cl->aio;
+	la_cache_get_opts o = {.force_refresh = force,
+	    .if_generation                    = if_gen};
 	return (la_cache_get(cache, profile, &o, &cl->w));
 }
 
@@ -187,14 +189,15 @@ caller_done(caller *cl)
 static void
 reply_ok(size_t profile, const char *token)
 {
-	la_lean_reply r = { .type = LA_TOKEN_BEARER, .access_token = strdup(token) };
+	la_lean_reply r = {.type = LA_TOKEN_BEARER,
+	    .access_token        = strdup(token)};
 	la_cache_attempt_done(cache, profile, LA_OK, &r, NULL);
 }
 
 static void
 reply_fail(size_t profile, la_err err, const char *msg)
 {
-	la_lean_reply r = { 0 };
+	la_lean_reply r = {0};
 	la_cache_attempt_done(cache, profile, err, &r, msg);
 }
 
@@ -202,8 +205,9 @@ reply_fail(size_t profile, la_err err, const char *msg)
 static void
 prime(const char *token)
 {
-	caller cl = { 0 };
-	cr_assert_eq(get(&cl, 0, false, 0, NNG_DURATION_INFINITE), LA_ERR_PENDING);
+	caller cl = {0};
+	cr_assert_eq(get(&cl, 0, false, 0, NNG_DURATION_INFINITE),
+	    LA_ERR_PENDING);
 	reply_ok(0, token);
 	nng_aio_wait(cl.aio);
 	cr_assert_eq(cl.w.result, LA_OK);
@@ -215,9 +219,10 @@ TestSuite(cache, .init = setup, .fini = teardown);
 Test(cache, cold_get_waits_for_one_refresh_then_serves_from_cache)
 {
 	make_cache();
-	caller a = { 0 }, b = { 0 };
+	caller a = {0}, b = {0};
 
-	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE), LA_ERR_PENDING);
+	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE),
+	    LA_ERR_PENDING);
 	cr_assert_eq(attempts(), 1);
 	cr_assert_eq(F.last_attempt, 1);
 	reply_ok(0, "tok-1");
@@ -228,7 +233,8 @@ Test(cache, cold_get_waits_for_one_refresh_then_serves_from_cache)
 	cr_assert_eq(a.w.token->generation, 1);
 
 	for (int i = 0; i < 100; i++) {
-		cr_assert_eq(get(&b, 0, false, 0, NNG_DURATION_INFINITE), LA_OK);
+		cr_assert_eq(get(&b, 0, false, 0, NNG_DURATION_INFINITE),
+		    LA_OK);
 		cr_assert_str_eq(b.w.token->access_token, "tok-1");
 		la_token_release(b.w.token);
 		b.w.token = NULL;
@@ -242,7 +248,7 @@ Test(cache, expiry_is_now_plus_lifetime_minus_offset)
 {
 	make_cache();
 	prime("tok-1");
-	caller a = { 0 };
+	caller a = {0};
 	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE), LA_OK);
 	cr_assert_eq(a.w.token->expires_at_ms, T0 + (1800 - 120) * 1000);
 	caller_done(&a);
@@ -254,12 +260,13 @@ Test(cache, expired_token_is_never_served)
 	make_cache();
 	prime("tok-1");
 	advance((1800 - 120) * 1000 - 1);
-	caller a = { 0 };
+	caller a = {0};
 	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE), LA_OK);
 	la_token_release(a.w.token);
 	a.w.token = NULL;
 	advance(1);
-	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE), LA_ERR_PENDING);
+	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE),
+	    LA_ERR_PENDING);
 	cr_assert_eq(attempts(), 2);
 	reply_ok(0, "tok-2");
 	nng_aio_wait(a.aio);
@@ -292,9 +299,11 @@ Test(cache, single_flight_under_contention)
 Test(cache, profiles_refresh_independently)
 {
 	make_cache();
-	caller a = { 0 }, b = { 0 };
-	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE), LA_ERR_PENDING);
-	cr_assert_eq(get(&b, 1, false, 0, NNG_DURATION_INFINITE), LA_ERR_PENDING);
+	caller a = {0}, b = {0};
+	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE),
+	    LA_ERR_PENDING);
+	cr_assert_eq(get(&b, 1, false, 0, NNG_DURATION_INFINITE),
+	    LA_ERR_PENDING);
 	cr_assert_eq(attempts(), 2);
 	reply_ok(1, "tok-p1");
 	nng_aio_wait(b.aio);
@@ -322,7 +331,7 @@ Test(cache, refresh_ahead_runs_in_background_and_callers_never_wait)
 	cr_assert_eq(attempts(), 2, "background refresh starts at refresh_at");
 
 	// While it runs, callers get the current token at once.
-	caller a = { 0 };
+	caller a = {0};
 	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE), LA_OK);
 	cr_assert_str_eq(a.w.token->access_token, "tok-1");
 	la_token_release(a.w.token);
@@ -358,8 +367,9 @@ Test(cache, failed_attempts_are_retried_after_the_interval)
 	prof[0].max_retry_count   = 3;
 	prof[0].retry_interval_ms = 5000;
 	make_cache();
-	caller a = { 0 };
-	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE), LA_ERR_PENDING);
+	caller a = {0};
+	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE),
+	    LA_ERR_PENDING);
 	reply_fail(0, LA_ERR_UNAVAILABLE, "lean api: HTTP 500");
 	cr_assert_eq(la_cache_poll(cache), 5000);
 	advance(4999);
@@ -386,9 +396,11 @@ Test(cache, exhausted_retries_fail_every_waiter_with_the_last_error)
 	prof[0].max_retry_count   = 2;
 	prof[0].retry_interval_ms = 100;
 	make_cache();
-	caller a = { 0 }, b = { 0 };
-	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE), LA_ERR_PENDING);
-	cr_assert_eq(get(&b, 0, false, 0, NNG_DURATION_INFINITE), LA_ERR_PENDING);
+	caller a = {0}, b = {0};
+	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE),
+	    LA_ERR_PENDING);
+	cr_assert_eq(get(&b, 0, false, 0, NNG_DURATION_INFINITE),
+	    LA_ERR_PENDING);
 	for (int i = 0; i < 3; i++) {
 		cr_assert_eq(attempts(), i + 1);
 		reply_fail(0, LA_ERR_UNAUTHENTICATED, "Invalid refresh token");
@@ -413,7 +425,8 @@ Test(cache, exhausted_retries_fail_every_waiter_with_the_last_error)
 	cr_assert_not(st.refreshing);
 
 	// The next caller starts a fresh round.
-	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE), LA_ERR_PENDING);
+	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE),
+	    LA_ERR_PENDING);
 	cr_assert_eq(attempts(), 4);
 	cr_assert_eq(F.last_attempt, 1);
 	reply_ok(0, "tok-1");
@@ -425,14 +438,15 @@ Test(cache, exhausted_retries_fail_every_waiter_with_the_last_error)
 
 Test(cache, backoff_grows_and_is_capped)
 {
-	prof[0].max_retry_count              = 5;
-	prof[0].retry_interval_ms            = 100;
-	prof[0].retry_backoff.multiplier     = 2.0;
+	prof[0].max_retry_count               = 5;
+	prof[0].retry_interval_ms             = 100;
+	prof[0].retry_backoff.multiplier      = 2.0;
 	prof[0].retry_backoff.max_interval_ms = 500;
 	make_cache();
-	caller a = { 0 };
-	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE), LA_ERR_PENDING);
-	int64_t want[] = { 100, 200, 400, 500, 500 };
+	caller a = {0};
+	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE),
+	    LA_ERR_PENDING);
+	int64_t want[] = {100, 200, 400, 500, 500};
 	for (int i = 0; i < 5; i++) {
 		reply_fail(0, LA_ERR_UNAVAILABLE, "down");
 		cr_assert_eq(la_cache_poll(cache), want[i], "wait %d", i);
@@ -447,14 +461,15 @@ Test(cache, backoff_grows_and_is_capped)
 
 Test(cache, retry_wait_is_jittered)
 {
-	prof[0].retry_interval_ms         = 1000;
-	prof[0].retry_backoff.multiplier  = 1.0;
-	prof[0].retry_backoff.jitter      = 0.2;
-	prof[0].refresh_ahead_s           = 0;
-	F.rand_value                      = 0.0; // factor 0.8
+	prof[0].retry_interval_ms        = 1000;
+	prof[0].retry_backoff.multiplier = 1.0;
+	prof[0].retry_backoff.jitter     = 0.2;
+	prof[0].refresh_ahead_s          = 0;
+	F.rand_value                     = 0.0; // factor 0.8
 	make_cache_rand(true);
-	caller a = { 0 };
-	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE), LA_ERR_PENDING);
+	caller a = {0};
+	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE),
+	    LA_ERR_PENDING);
 	reply_fail(0, LA_ERR_UNAVAILABLE, "down");
 	cr_assert_eq(la_cache_poll(cache), 800);
 	caller_done(&a);
@@ -490,7 +505,7 @@ Test(cache, background_failure_degrades_and_keeps_serving_the_token)
 	cr_assert_eq(F.events[d].expires_at_ms, T0 + 1680 * 1000);
 	cr_assert_str_eq(F.event_errors[d], "lean api: HTTP 503");
 
-	caller a = { 0 };
+	caller a = {0};
 	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE), LA_OK);
 	cr_assert_str_eq(a.w.token->access_token, "tok-1");
 	caller_done(&a);
@@ -526,7 +541,8 @@ Test(cache, degraded_token_expiring_publishes_failed)
 		int     before = attempts();
 		int64_t due    = la_cache_poll(cache);
 		if (attempts() > before) {
-			reply_fail(0, LA_ERR_UNAVAILABLE, "lean api: HTTP 503");
+			reply_fail(0, LA_ERR_UNAVAILABLE,
+			    "lean api: HTTP 503");
 			continue;
 		}
 		if (count_events(LA_EV_AUTH_FAILED) > 0) {
@@ -539,9 +555,9 @@ Test(cache, degraded_token_expiring_publishes_failed)
 	cr_assert_lt(F.now, expires + 1000);
 	cr_assert_eq(count_events(LA_EV_AUTH_FAILED), 1);
 	cr_assert_str_eq(F.event_errors[F.nevents - 1], "lean api: HTTP 503");
-	caller a = { 0 };
-	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE), LA_ERR_PENDING,
-	    "no valid token is left");
+	caller a = {0};
+	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE),
+	    LA_ERR_PENDING, "no valid token is left");
 	caller_done(&a);
 }
 
@@ -549,12 +565,14 @@ Test(cache, force_refresh_drops_the_token)
 {
 	make_cache();
 	prime("tok-1");
-	caller a = { 0 };
-	cr_assert_eq(get(&a, 0, true, 0, NNG_DURATION_INFINITE), LA_ERR_PENDING);
+	caller a = {0};
+	cr_assert_eq(get(&a, 0, true, 0, NNG_DURATION_INFINITE),
+	    LA_ERR_PENDING);
 	cr_assert_eq(attempts(), 2);
 	// Meanwhile nobody gets the dropped token.
-	caller b = { 0 };
-	cr_assert_eq(get(&b, 0, false, 0, NNG_DURATION_INFINITE), LA_ERR_PENDING);
+	caller b = {0};
+	cr_assert_eq(get(&b, 0, false, 0, NNG_DURATION_INFINITE),
+	    LA_ERR_PENDING);
 	cr_assert_eq(attempts(), 2, "joins the refresh in flight");
 	reply_ok(0, "tok-2");
 	nng_aio_wait(a.aio);
@@ -583,14 +601,15 @@ Test(cache, if_generation_deduplicates_forced_refreshes)
 		cr_assert_eq(cl[i].w.token->generation, 2);
 	}
 	// A late caller that also saw generation 1 gets generation 2 at once.
-	caller late = { 0 };
+	caller late = {0};
 	cr_assert_eq(get(&late, 0, true, 1, NNG_DURATION_INFINITE), LA_OK);
 	cr_assert_eq(late.w.token->generation, 2);
 	cr_assert_eq(attempts(), 2);
 	// Generation 2 being bad does force a refresh.
 	la_token_release(late.w.token);
 	late.w.token = NULL;
-	cr_assert_eq(get(&late, 0, true, 2, NNG_DURATION_INFINITE), LA_ERR_PENDING);
+	cr_assert_eq(get(&late, 0, true, 2, NNG_DURATION_INFINITE),
+	    LA_ERR_PENDING);
 	cr_assert_eq(attempts(), 3);
 	for (int i = 0; i < N; i++) {
 		caller_done(&cl[i]);
@@ -603,8 +622,9 @@ Test(cache, failed_force_refresh_publishes_failed)
 	prof[0].max_retry_count = 0;
 	make_cache();
 	prime("tok-1");
-	caller a = { 0 };
-	cr_assert_eq(get(&a, 0, true, 0, NNG_DURATION_INFINITE), LA_ERR_PENDING);
+	caller a = {0};
+	cr_assert_eq(get(&a, 0, true, 0, NNG_DURATION_INFINITE),
+	    LA_ERR_PENDING);
 	reply_fail(0, LA_ERR_UNAUTHENTICATED, "Invalid refresh token");
 	nng_aio_wait(a.aio);
 	cr_assert_eq(a.w.result, LA_ERR_UNAUTHENTICATED);
@@ -615,7 +635,7 @@ Test(cache, failed_force_refresh_publishes_failed)
 Test(cache, deadline_fails_one_caller_while_the_refresh_goes_on)
 {
 	make_cache();
-	caller slow = { 0 }, patient = { 0 };
+	caller slow = {0}, patient = {0};
 	cr_assert_eq(get(&slow, 0, false, 0, 30), LA_ERR_PENDING);
 	cr_assert_eq(get(&patient, 0, false, 0, NNG_DURATION_INFINITE),
 	    LA_ERR_PENDING);
@@ -633,13 +653,15 @@ Test(cache, deadline_fails_one_caller_while_the_refresh_goes_on)
 Test(cache, stop_answers_waiters_and_refuses_new_callers)
 {
 	make_cache();
-	caller a = { 0 };
-	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE), LA_ERR_PENDING);
+	caller a = {0};
+	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE),
+	    LA_ERR_PENDING);
 	la_cache_stop(cache);
 	nng_aio_wait(a.aio);
 	cr_assert_eq(a.w.result, LA_ERR_SHUTDOWN);
-	caller b = { 0 };
-	cr_assert_eq(get(&b, 0, false, 0, NNG_DURATION_INFINITE), LA_ERR_SHUTDOWN);
+	caller b = {0};
+	cr_assert_eq(get(&b, 0, false, 0, NNG_DURATION_INFINITE),
+	    LA_ERR_SHUTDOWN);
 	// A late attempt result is discarded without harm.
 	reply_ok(0, "late");
 	caller_done(&a);
@@ -652,7 +674,7 @@ Test(cache, an_attempt_that_cannot_start_counts_as_failed)
 	prof[0].retry_interval_ms = 0;
 	F.start_result            = LA_ERR_BUSY;
 	make_cache();
-	caller a = { 0 };
+	caller a  = {0};
 	la_err rv = get(&a, 0, false, 0, NNG_DURATION_INFINITE);
 	cr_assert_eq(rv, LA_ERR_PENDING);
 	la_cache_poll(cache); // the zero-length retry wait
@@ -667,8 +689,9 @@ Test(cache, caller_during_long_background_backoff_gets_a_fresh_round)
 	degrade(); // background retries now wait 1000 ms between attempts
 	// Let the token expire without polling, as if the timer were late.
 	advance(1680 * 1000);
-	caller a = { 0 };
-	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE), LA_ERR_PENDING);
+	caller a = {0};
+	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE),
+	    LA_ERR_PENDING);
 	cr_assert_eq(attempts(), 4, "starts at once, not after the backoff");
 	cr_assert_eq(F.last_attempt, 1);
 	reply_ok(0, "tok-2");
@@ -689,11 +712,13 @@ Test(cache, caller_joining_the_last_background_attempt_gets_a_full_round)
 	int before = attempts();
 	// The token expires; a caller arrives and joins the attempt in flight.
 	advance(1680 * 1000);
-	caller a = { 0 };
-	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE), LA_ERR_PENDING);
+	caller a = {0};
+	cr_assert_eq(get(&a, 0, false, 0, NNG_DURATION_INFINITE),
+	    LA_ERR_PENDING);
 	cr_assert_eq(attempts(), before, "joins, does not start another");
 	reply_fail(0, LA_ERR_UNAVAILABLE, "lean api: HTTP 503");
-	cr_assert_eq(count_events(LA_EV_AUTH_FAILED), 0, "one retry is still owed");
+	cr_assert_eq(count_events(LA_EV_AUTH_FAILED), 0,
+	    "one retry is still owed");
 	advance(1000);
 	la_cache_poll(cache);
 	cr_assert_eq(attempts(), before + 1);

@@ -21,7 +21,7 @@
 #define MIN "{" LEAN ", 'profiles': [{" PROF "}]}"
 #define TOP(x) "{" LEAN ", 'profiles': [{" PROF "}], " x "}"
 #define IN_PROFILE(x) "{" LEAN ", 'profiles': [{" PROF ", " x "}]}"
-#define IN_LEAN(x) \
+#define IN_LEAN(x)                                                            \
 	"{'lean_api': {'user_id': '1', " x "}, 'profiles': [{" PROF "}]}"
 #define IN_LISTEN(x) TOP("'listen': {" x "}")
 #define IN_SEND(x) IN_PROFILE("'send': {" x "}")
@@ -107,8 +107,8 @@ parse(const char *squoted)
 	return (cfg);
 }
 
-static la_config *
-parsef(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static la_config *parsef(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 
 static la_config *
 parsef(const char *fmt, ...)
@@ -170,8 +170,8 @@ Test(config, minimal_config_gets_every_default)
 	cr_assert_eq(cfg->max_inflight, 1024);
 	cr_assert_eq(cfg->default_timeout_ms, 30000);
 	cr_assert_eq(cfg->log_level, LA_LOG_INFO);
-	cr_assert_str_eq(
-	    cfg->lean_url, "https://www.quantconnect.com/api/v2/");
+	cr_assert_str_eq(cfg->lean_url,
+	    "https://www.quantconnect.com/api/v2/");
 	cr_assert_str_eq(cfg->lean_user_id, "1");
 	cr_assert_str_eq(cfg->lean_api_token, "t");
 	cr_assert_eq(cfg->lean_timeout_ms, 10000);
@@ -229,8 +229,8 @@ Test(config, design_example_parses_in_full)
 	cr_assert_str_eq(cfg->listen_events, "tcp://127.0.0.1:7451");
 	cr_assert_str_eq(cfg->listen_http, "127.0.0.1:7452");
 	cr_assert_eq(cfg->workers, 8);
-	cr_assert_str_eq(
-	    cfg->lean_url, "https://www.quantconnect.com/api/v2/");
+	cr_assert_str_eq(cfg->lean_url,
+	    "https://www.quantconnect.com/api/v2/");
 	cr_assert_str_eq(cfg->lean_user_id, "123");
 	cr_assert_str_eq(cfg->lean_api_token, "api-key");
 	cr_assert_eq(cfg->lean_timeout_ms, 10000);
@@ -250,8 +250,8 @@ Test(config, design_example_parses_in_full)
 	cr_assert_eq(p->retry_backoff.jitter, 0.1);
 	cr_assert_eq(p->refresh_ahead_s, 420);
 	cr_assert_eq(p->send.n_allowed_urls, 1);
-	cr_assert_str_eq(
-	    p->send.allowed_urls[0], "https://api.schwabapi.com/");
+	cr_assert_str_eq(p->send.allowed_urls[0],
+	    "https://api.schwabapi.com/");
 	cr_assert_eq(p->send.timeout_ms, 30000);
 	cr_assert_eq(p->send.max_body_bytes, 8388608);
 	la_config_destroy(cfg);
@@ -544,8 +544,8 @@ Test(config, missing_lean_api_names_user_id)
 
 Test(config, missing_user_id)
 {
-	expect_err(
-	    "{'lean_api': {'api_token': 't'}, 'profiles': [{" PROF "}]}",
+	expect_err("{'lean_api': {'api_token': 't'}, 'profiles': [{" PROF
+	           "}]}",
 	    "lean_api.user_id: required");
 }
 
@@ -771,8 +771,8 @@ Test(config, log_level_values)
 	static const struct {
 		const char  *name;
 		la_log_level level;
-	} levels[] = { { "debug", LA_LOG_DEBUG }, { "info", LA_LOG_INFO },
-		{ "warn", LA_LOG_WARN }, { "error", LA_LOG_ERROR } };
+	} levels[] = {{"debug", LA_LOG_DEBUG}, {"info", LA_LOG_INFO},
+	    {"warn", LA_LOG_WARN}, {"error", LA_LOG_ERROR}};
 
 	for (size_t i = 0; i < 4; i++) {
 		la_config *cfg =
@@ -988,7 +988,7 @@ Test(config, profile_name_charset)
 
 Test(config, profile_name_empty_or_too_long_is_refused)
 {
-	char long_name[130];
+	char       long_name[130];
 	la_config *cfg;
 
 	expect_err("{" LEAN ", 'profiles': [{'name': '', 'brokerage': 'B', "
@@ -996,16 +996,16 @@ Test(config, profile_name_empty_or_too_long_is_refused)
 	    "profiles[0].name: must not be empty");
 	memset(long_name, 'n', 129);
 	long_name[129] = '\0';
-	cfg = parsef("{" LEAN ", 'profiles': [{'name': '%s', "
-	             "'brokerage': 'B', 'account_id': 'A'}]}",
-	    long_name);
+	cfg            = parsef("{" LEAN ", 'profiles': [{'name': '%s', "
+	                                   "'brokerage': 'B', 'account_id': 'A'}]}",
+	               long_name);
 	cr_assert_null(cfg);
-	cr_assert_str_eq(
-	    err, "profiles[0].name: must be at most 128 characters");
+	cr_assert_str_eq(err,
+	    "profiles[0].name: must be at most 128 characters");
 	long_name[128] = '\0';
-	cfg = parsef("{" LEAN ", 'profiles': [{'name': '%s', "
-	             "'brokerage': 'B', 'account_id': 'A'}]}",
-	    long_name);
+	cfg            = parsef("{" LEAN ", 'profiles': [{'name': '%s', "
+	                                   "'brokerage': 'B', 'account_id': 'A'}]}",
+	               long_name);
 	cr_assert_not_null(cfg, "%s", err);
 	la_config_destroy(cfg);
 }
@@ -1021,9 +1021,9 @@ Test(config, empty_brokerage_is_refused)
 
 Test(config, allowed_urls_are_stored_as_written)
 {
-	la_config *cfg = expect_ok(IN_SEND(
-	    "'allowed_urls': ['HTTPS://API.Example.com/v1/', "
-	    "'http://127.0.0.1:8080', 'https://[::1]:9/x']"));
+	la_config *cfg = expect_ok(
+	    IN_SEND("'allowed_urls': ['HTTPS://API.Example.com/v1/', "
+	            "'http://127.0.0.1:8080', 'https://[::1]:9/x']"));
 	const la_send_cfg *s = &cfg->profiles[0].send;
 
 	cr_assert_eq(s->n_allowed_urls, 3);
@@ -1112,10 +1112,10 @@ Test(config, tls_tcp_needs_cert_and_key)
 
 Test(config, tls_block_is_read)
 {
-	la_config *cfg = expect_ok(IN_LISTEN(
-	    "'rpc': 'tls+tcp://0.0.0.0:7450', "
-	    "'tls': {'cert_file': '/c.pem', 'key_file': '/k.pem', "
-	    "'ca_file': '/ca.pem', 'require_client_cert': true}"));
+	la_config *cfg = expect_ok(
+	    IN_LISTEN("'rpc': 'tls+tcp://0.0.0.0:7450', "
+	              "'tls': {'cert_file': '/c.pem', 'key_file': '/k.pem', "
+	              "'ca_file': '/ca.pem', 'require_client_cert': true}"));
 	cr_assert(cfg->has_tls);
 	cr_assert_str_eq(cfg->tls.cert_file, "/c.pem");
 	cr_assert_str_eq(cfg->tls.key_file, "/k.pem");
@@ -1133,11 +1133,11 @@ Test(config, require_client_cert_needs_ca_file)
 
 Test(config, listen_http_forms)
 {
-	static const char *const good[] = { "", "127.0.0.1:7452", "[::1]:7452",
-		"localhost:0", "0.0.0.0:65535", NULL };
-	static const char *const bad[] = { "::1:7452", "localhost", ":80",
-		"h:65536", "h:", "[::1]7452", "[]:80", "h:8x", "[::1]",
-		"a b:1", "h:123456", NULL };
+	static const char *const good[] = {"", "127.0.0.1:7452", "[::1]:7452",
+	    "localhost:0", "0.0.0.0:65535", NULL};
+	static const char *const bad[]  = {"::1:7452", "localhost", ":80",
+	     "h:65536", "h:", "[::1]7452", "[]:80", "h:8x", "[::1]", "a b:1",
+	     "h:123456", NULL};
 
 	for (int i = 0; good[i] != NULL; i++) {
 		la_config *cfg = parsef(IN_LISTEN("'http': '%s'"), good[i]);
@@ -1159,9 +1159,9 @@ Test(config, listen_http_forms)
 Test(config, load_reads_a_file)
 {
 	const char *f   = write_str("c.json",
-	    "{\"lean_api\": {\"user_id\": \"7\", \"api_token\": \"t\"}, "
-	    "\"profiles\": [{\"name\": \"p\", \"brokerage\": \"B\", "
-	    "\"account_id\": \"A\"}]}\n");
+	      "{\"lean_api\": {\"user_id\": \"7\", \"api_token\": \"t\"}, "
+	        "\"profiles\": [{\"name\": \"p\", \"brokerage\": \"B\", "
+	        "\"account_id\": \"A\"}]}\n");
 	la_config  *cfg = la_config_load(f, err, sizeof(err));
 
 	cr_assert_not_null(cfg, "%s", err);
@@ -1184,7 +1184,7 @@ Test(config, load_invalid_json_gives_line_and_column)
 {
 	const char *f =
 	    write_str("bad.json", "{\n  \"workers\": 8,\n  oops\n}");
-	char        want[1024];
+	char want[1024];
 
 	cr_assert_null(la_config_load(f, err, sizeof(err)));
 	// jansson's column is where the offending token ends.
@@ -1210,10 +1210,10 @@ Test(config, load_refuses_files_over_1mib)
 
 Test(config, duplicate_keys_are_refused)
 {
-	cr_assert_null(la_config_parse(
-	    "{\"workers\": 1,\n \"workers\": 2}", err, sizeof(err)));
-	cr_assert_str_eq(
-	    err, "config:2:10: invalid JSON: duplicate object key");
+	cr_assert_null(la_config_parse("{\"workers\": 1,\n \"workers\": 2}",
+	    err, sizeof(err)));
+	cr_assert_str_eq(err,
+	    "config:2:10: invalid JSON: duplicate object key");
 }
 
 Test(config, load_resolves_relative_files_against_its_directory)
@@ -1225,12 +1225,12 @@ Test(config, load_resolves_relative_files_against_its_directory)
 	snprintf(dir, sizeof(dir), "%s/sub", tmpdir);
 	cr_assert_eq(mkdir(dir, 0700), 0);
 	write_str("sub/api-token", "from-sub\n");
-	f = write_str("sub/c.json",
-	    "{\"lean_api\": {\"user_id\": \"7\", \"api_token_file\": "
-	    "\"api-token\"}, "
-	    "\"listen\": {\"tls\": {\"cert_file\": \"c.pem\"}}, "
-	    "\"profiles\": [{\"name\": \"p\", \"brokerage\": \"B\", "
-	    "\"account_id\": \"A\"}]}");
+	f   = write_str("sub/c.json",
+	      "{\"lean_api\": {\"user_id\": \"7\", \"api_token_file\": "
+	        "\"api-token\"}, "
+	        "\"listen\": {\"tls\": {\"cert_file\": \"c.pem\"}}, "
+	        "\"profiles\": [{\"name\": \"p\", \"brokerage\": \"B\", "
+	        "\"account_id\": \"A\"}]}");
 	cfg = la_config_load(f, err, sizeof(err));
 	cr_assert_not_null(cfg, "%s", err);
 	cr_assert_str_eq(cfg->lean_api_token, "from-sub");
@@ -1297,48 +1297,48 @@ Test(config, tiny_error_buffer_is_terminated)
 
 Test(config, canary_secret_never_appears_in_errors)
 {
-	const char *canary_file = write_str("canary", CANARY "\n");
-	char        json[2048];
+	const char       *canary_file = write_str("canary", CANARY "\n");
+	char              json[2048];
 	const char *const bad[] = {
-		// a sibling of the secret has the wrong type
-		"{'lean_api': {'user_id': '1', 'api_token': '" CANARY "', "
-		"'timeout_ms': 'x'}, 'profiles': [{" PROF "}]}",
-		// the secret itself has the wrong type
-		IN_LEAN("'api_token': ['" CANARY "']"),
-		IN_LEAN("'api_token': {'v': '" CANARY "'}"),
-		IN_PROFILE("'refresh_token': [1, '" CANARY "']"),
-		// two forms given
-		IN_LEAN("'api_token': '" CANARY "', 'api_token_env': 'X'"),
-		// the secret under a misspelt key
-		IN_LEAN("'api_token': 't', 'api_tokn': '" CANARY "'"),
-		IN_PROFILE("'refresh_tokn': '" CANARY "'"),
-		// a bad profile next to the secret
-		"{'lean_api': {'user_id': '1', 'api_token': '" CANARY "'}, "
-		"'profiles': [{'name': 'a b', 'brokerage': 'B', "
-		"'account_id': 'A', 'refresh_token': '" CANARY "'}]}",
-		IN_PROFILE("'refresh_token': '" CANARY "', "
-		           "'refresh_ahead_s': 99999"),
-		// a secret pasted into a non-secret key
-		IN_PROFILE("'deploy_id': ['" CANARY "']"),
-		TOP("'log_level': '" CANARY "'"),
-		IN_LISTEN("'rpc': '" CANARY "'"),
-		IN_LISTEN("'http': '" CANARY "'"),
-		IN_PROFILE("'name': '" CANARY "/x'"),
-		// credentials inside URLs
-		IN_SEND("'allowed_urls': ['https://u:" CANARY "@h/']"),
-		IN_LEAN("'api_token': 't', 'url': 'https://u:" CANARY "@h/'"),
-		IN_SEND("'allowed_urls': ['https://h/?key=" CANARY "']"),
-		IN_SEND("'allowed_urls': ['" CANARY "']"),
-		// JSON syntax errors right at the secret (jansson quotes the
-		// token "near" the error)
-		"{'lean_api': {'user_id': '1', 'api_token': '" CANARY "' "
-		"'timeout_ms': 1}}",
-		"{'lean_api': {'api_token': " CANARY "}}",
-		"{'lean_api': {'api_token': '" CANARY,
-		// duplicate secret key
-		"{'lean_api': {'user_id': '1', 'api_token': '" CANARY "', "
-		"'api_token': '" CANARY "'}}",
-		NULL,
+	    // a sibling of the secret has the wrong type
+	    "{'lean_api': {'user_id': '1', 'api_token': '" CANARY "', "
+	    "'timeout_ms': 'x'}, 'profiles': [{" PROF "}]}",
+	    // the secret itself has the wrong type
+	    IN_LEAN("'api_token': ['" CANARY "']"),
+	    IN_LEAN("'api_token': {'v': '" CANARY "'}"),
+	    IN_PROFILE("'refresh_token': [1, '" CANARY "']"),
+	    // two forms given
+	    IN_LEAN("'api_token': '" CANARY "', 'api_token_env': 'X'"),
+	    // the secret under a misspelt key
+	    IN_LEAN("'api_token': 't', 'api_tokn': '" CANARY "'"),
+	    IN_PROFILE("'refresh_tokn': '" CANARY "'"),
+	    // a bad profile next to the secret
+	    "{'lean_api': {'user_id': '1', 'api_token': '" CANARY "'}, "
+	    "'profiles': [{'name': 'a b', 'brokerage': 'B', "
+	    "'account_id': 'A', 'refresh_token': '" CANARY "'}]}",
+	    IN_PROFILE("'refresh_token': '" CANARY "', "
+	               "'refresh_ahead_s': 99999"),
+	    // a secret pasted into a non-secret key
+	    IN_PROFILE("'deploy_id': ['" CANARY "']"),
+	    TOP("'log_level': '" CANARY "'"),
+	    IN_LISTEN("'rpc': '" CANARY "'"),
+	    IN_LISTEN("'http': '" CANARY "'"),
+	    IN_PROFILE("'name': '" CANARY "/x'"),
+	    // credentials inside URLs
+	    IN_SEND("'allowed_urls': ['https://u:" CANARY "@h/']"),
+	    IN_LEAN("'api_token': 't', 'url': 'https://u:" CANARY "@h/'"),
+	    IN_SEND("'allowed_urls': ['https://h/?key=" CANARY "']"),
+	    IN_SEND("'allowed_urls': ['" CANARY "']"),
+	    // JSON syntax errors right at the secret (jansson quotes the
+	    // token "near" the error)
+	    "{'lean_api': {'user_id': '1', 'api_token': '" CANARY "' "
+	    "'timeout_ms': 1}}",
+	    "{'lean_api': {'api_token': " CANARY "}}",
+	    "{'lean_api': {'api_token': '" CANARY,
+	    // duplicate secret key
+	    "{'lean_api': {'user_id': '1', 'api_token': '" CANARY "', "
+	    "'api_token': '" CANARY "'}}",
+	    NULL,
 	};
 
 	for (int i = 0; bad[i] != NULL; i++) {
@@ -1363,8 +1363,8 @@ Test(config, canary_secret_never_appears_in_errors)
 	// la_config_load on a file whose JSON breaks right after the secret.
 	snprintf(json, sizeof(json),
 	    "{\"lean_api\": {\"api_token\": \"" CANARY "\n\"}}");
-	cr_assert_null(la_config_load(write_str("c.json", json),
-	    err, sizeof(err)));
+	cr_assert_null(
+	    la_config_load(write_str("c.json", json), err, sizeof(err)));
 	cr_assert_neq(err[0], '\0');
 	cr_assert_null(strstr(err, CANARY), "leaked: %s", err);
 }

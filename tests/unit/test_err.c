@@ -11,23 +11,23 @@ Test(err, every_error_has_its_canonical_status)
 		la_err e;
 		int    status;
 	} want[] = {
-		{ LA_OK, 0 },
-		{ LA_ERR_INVALID, 3 },
-		{ LA_ERR_TIMEOUT, 4 },
-		{ LA_ERR_NOT_FOUND, 5 },
-		{ LA_ERR_DENIED, 7 },
-		{ LA_ERR_TOO_BIG, 8 },
-		{ LA_ERR_BUSY, 8 },
-		{ LA_ERR_UNIMPLEMENTED, 12 },
-		{ LA_ERR_INTERNAL, 13 },
-		{ LA_ERR_NOMEM, 13 },
-		{ LA_ERR_UNAVAILABLE, 14 },
-		{ LA_ERR_SHUTDOWN, 14 },
-		{ LA_ERR_UNAUTHENTICATED, 16 },
+	    {LA_OK, 0},
+	    {LA_ERR_INVALID, 3},
+	    {LA_ERR_TIMEOUT, 4},
+	    {LA_ERR_NOT_FOUND, 5},
+	    {LA_ERR_DENIED, 7},
+	    {LA_ERR_TOO_BIG, 8},
+	    {LA_ERR_BUSY, 8},
+	    {LA_ERR_UNIMPLEMENTED, 12},
+	    {LA_ERR_INTERNAL, 13},
+	    {LA_ERR_NOMEM, 13},
+	    {LA_ERR_UNAVAILABLE, 14},
+	    {LA_ERR_SHUTDOWN, 14},
+	    {LA_ERR_UNAUTHENTICATED, 16},
 	};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-		cr_assert_eq(la_err_status(want[i].e), want[i].status, "la_err %d",
-		    (int) want[i].e);
+		cr_assert_eq(la_err_status(want[i].e), want[i].status,
+		    "la_err %d", (int) want[i].e);
 	}
 }
 

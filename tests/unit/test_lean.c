@@ -24,8 +24,8 @@
 // Canaries: if any of these shows up in an error or a log line, a secret
 // leaked.
 #define API_CANARY "CANARY-api-token-5f3c9e"
-#define RT_CANARY  "CANARY-refresh-token-8d21"
-#define USER_ID    "user-42"
+#define RT_CANARY "CANARY-refresh-token-8d21"
+#define USER_ID "user-42"
 
 // Every wait in the helper server ends by this deadline, whatever happens.
 #define SRV_DEADLINE_MS 10000
@@ -43,8 +43,8 @@ suite_init(void)
 {
 	// The calls go to 127.0.0.1; a proxy from the environment would
 	// intercept them.
-	static const char *const vars[] = { "http_proxy", "HTTP_PROXY",
-		"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", NULL };
+	static const char *const vars[] = {"http_proxy", "HTTP_PROXY",
+	    "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", NULL};
 	for (int i = 0; vars[i] != NULL; i++) {
 		unsetenv(vars[i]);
 	}
@@ -113,8 +113,8 @@ static bool
 srv_wait(srv *s, int fd, int64_t deadline)
 {
 	for (;;) {
-		struct pollfd pf[2] = { { .fd = fd, .events = POLLIN },
-			{ .fd = s->stop[0], .events = POLLIN } };
+		struct pollfd pf[2] = {{.fd = fd, .events = POLLIN},
+		    {.fd = s->stop[0], .events = POLLIN}};
 		int64_t       left  = deadline - now_ms();
 		if (left <= 0) {
 			return (false);
@@ -192,7 +192,7 @@ srv_main(void *arg)
 	    (c = accept(s->lfd, NULL, NULL)) < 0) {
 		return (NULL);
 	}
-	struct timeval tv = { .tv_sec = SRV_DEADLINE_MS / 1000 };
+	struct timeval tv = {.tv_sec = SRV_DEADLINE_MS / 1000};
 	setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	pthread_mutex_lock(&s->mtx);
 	s->accepted = true;
@@ -236,8 +236,8 @@ srv_main(void *arg)
 	case SRV_HANG: {
 		// Until srv_stop, the deadline, or the client hangs up.
 		char b[256];
-		while (srv_wait(s, c, deadline) && recv(c, b, sizeof(b), 0) > 0) {
-		}
+		while (srv_wait(s, c, deadline) &&
+		    recv(c, b, sizeof(b), 0) > 0) { }
 		break;
 	}
 	case SRV_BIG: {
@@ -269,7 +269,7 @@ done:
 static srv *
 srv_start_with(srv *s)
 {
-	struct sockaddr_in a  = { .sin_family = AF_INET };
+	struct sockaddr_in a  = {.sin_family = AF_INET};
 	socklen_t          al = sizeof(a);
 
 	pthread_mutex_init(&s->mtx, NULL);
@@ -366,7 +366,7 @@ srv_wait_request(srv *s, int ms)
 static int
 dead_port(void)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET };
+	struct sockaddr_in a  = {.sin_family = AF_INET};
 	socklen_t          al = sizeof(a);
 	int                fd = socket(AF_INET, SOCK_STREAM, 0);
 
@@ -396,7 +396,8 @@ static void
 fx_init(fx *f, int port, const char *prefix)
 {
 	memset(f, 0, sizeof(*f));
-	snprintf(f->url, sizeof(f->url), "http://127.0.0.1:%d%s", port, prefix);
+	snprintf(f->url, sizeof(f->url), "http://127.0.0.1:%d%s", port,
+	    prefix);
 	f->cfg.lean_url        = f->url;
 	f->cfg.lean_user_id    = USER_ID;
 	f->cfg.lean_api_token  = API_CANARY;
@@ -427,8 +428,9 @@ fx_fetch(fx *f)
 	    f->err, sizeof(f->err)));
 }
 
-#define OK_BODY \
-	"{\"success\":true,\"tokenType\":\"SessionToken\",\"accessToken\":\"at-1\"}"
+#define OK_BODY                                                               \
+	"{\"success\":true,\"tokenType\":\"SessionToken\",\"accessToken\":"   \
+	"\"at-1\"}"
 
 // fetch_ok runs one successful call against a fresh server under prefix
 // and returns the stopped server, request kept; *t0/*t1 bracket the call
@@ -467,11 +469,11 @@ Test(lean, sign_matches_known_vector)
 Test(lean, sign_differs_for_another_timestamp)
 {
 	char a[256], b[256];
-	cr_assert_eq(la_lean_sign("user-42", "api-token-xyz", 1700000000, a,
-	                 sizeof(a)),
+	cr_assert_eq(
+	    la_lean_sign("user-42", "api-token-xyz", 1700000000, a, sizeof(a)),
 	    LA_OK);
-	cr_assert_eq(la_lean_sign("user-42", "api-token-xyz", 1700000001, b,
-	                 sizeof(b)),
+	cr_assert_eq(
+	    la_lean_sign("user-42", "api-token-xyz", 1700000001, b, sizeof(b)),
 	    LA_OK);
 	cr_assert_str_neq(a, b);
 }
@@ -510,8 +512,10 @@ Test(lean, sign_null_argument_is_invalid)
 
 Test(lean, body_lowercases_brokerage_in_key_order)
 {
-	la_profile_cfg p = { .brokerage = "CharlesSchwab",
-		.account_id = "A1", .refresh_token = "rt", .deploy_id = "d1" };
+	la_profile_cfg p = {.brokerage = "CharlesSchwab",
+	    .account_id                = "A1",
+	    .refresh_token             = "rt",
+	    .deploy_id                 = "d1"};
 	char          *b = la_lean_body(&p);
 	cr_assert_str_eq(b,
 	    "{\"brokerage\":\"charlesschwab\",\"accountId\":\"A1\","
@@ -521,23 +525,25 @@ Test(lean, body_lowercases_brokerage_in_key_order)
 
 Test(lean, body_omits_null_fields)
 {
-	la_profile_cfg p = { .brokerage = "TDAmeritrade", .account_id = "A1" };
+	la_profile_cfg p = {.brokerage = "TDAmeritrade", .account_id = "A1"};
 	char          *b = la_lean_body(&p);
-	cr_assert_str_eq(b, "{\"brokerage\":\"tdameritrade\",\"accountId\":\"A1\"}");
+	cr_assert_str_eq(b,
+	    "{\"brokerage\":\"tdameritrade\",\"accountId\":\"A1\"}");
 	free(b);
 }
 
 Test(lean, body_escapes_quotes_in_account_id)
 {
-	la_profile_cfg p = { .brokerage = "X", .account_id = "A\"1\\" };
+	la_profile_cfg p = {.brokerage = "X", .account_id = "A\"1\\"};
 	char          *b = la_lean_body(&p);
-	cr_assert_str_eq(b, "{\"brokerage\":\"x\",\"accountId\":\"A\\\"1\\\\\"}");
+	cr_assert_str_eq(b,
+	    "{\"brokerage\":\"x\",\"accountId\":\"A\\\"1\\\\\"}");
 	free(b);
 }
 
 Test(lean, body_rejects_invalid_utf8)
 {
-	la_profile_cfg p = { .brokerage = "X", .account_id = "A\xff" };
+	la_profile_cfg p = {.brokerage = "X", .account_id = "A\xff"};
 	cr_assert_null(la_lean_body(&p));
 }
 
@@ -667,8 +673,8 @@ Test(lean, parse_http_401_is_unauthenticated_with_errors)
 
 Test(lean, parse_http_403_is_unauthenticated)
 {
-	assert_fails(
-	    parse(403, "Forbidden"), LA_ERR_UNAUTHENTICATED, "lean api: HTTP 403");
+	assert_fails(parse(403, "Forbidden"), LA_ERR_UNAUTHENTICATED,
+	    "lean api: HTTP 403");
 }
 
 Test(lean, parse_http_500_is_unavailable)
@@ -697,8 +703,8 @@ Test(lean, parse_garbage_is_unparseable)
 
 Test(lean, parse_empty_body_is_unparseable)
 {
-	assert_fails(
-	    parse(200, ""), LA_ERR_UNAVAILABLE, "lean api: unparseable reply");
+	assert_fails(parse(200, ""), LA_ERR_UNAVAILABLE,
+	    "lean api: unparseable reply");
 }
 
 Test(lean, parse_json_array_is_unparseable)
@@ -715,7 +721,8 @@ Test(lean, parse_missing_success_is_unparseable)
 
 Test(lean, parse_string_success_is_unparseable)
 {
-	assert_fails(parse(200, "{\"success\":\"true\",\"accessToken\":\"a\"}"),
+	assert_fails(
+	    parse(200, "{\"success\":\"true\",\"accessToken\":\"a\"}"),
 	    LA_ERR_UNAVAILABLE, "lean api: unparseable reply");
 }
 
@@ -780,22 +787,24 @@ Test(lean, parse_token_with_crlf_is_unavailable)
 	assert_fails(parse(200,
 	                 "{\"success\":true,\"accessToken\":\"a\\r\\nX-Evil: "
 	                 "1\"}"),
-	    LA_ERR_UNAVAILABLE, "lean api: accessToken has invalid characters");
+	    LA_ERR_UNAVAILABLE,
+	    "lean api: accessToken has invalid characters");
 }
 
 Test(lean, parse_token_with_nul_is_unparseable)
 {
 	// jansson refuses \u0000 unless asked to allow it.
-	assert_fails(parse(200, "{\"success\":true,\"accessToken\":\"a\\u0000b\"}"),
+	assert_fails(
+	    parse(200, "{\"success\":true,\"accessToken\":\"a\\u0000b\"}"),
 	    LA_ERR_UNAVAILABLE, "lean api: unparseable reply");
 }
 
 Test(lean, parse_redacts_echoed_refresh_token)
 {
-	const char *const redact[] = { API_CANARY, RT_CANARY, NULL };
-	const char *body = "{\"success\":false,\"errors\":[\"refresh token "
-	                   "'" RT_CANARY "' is invalid\"]}";
-	la_lean_reply r  = { 0 };
+	const char *const redact[] = {API_CANARY, RT_CANARY, NULL};
+	const char   *body = "{\"success\":false,\"errors\":[\"refresh token "
+	                     "'" RT_CANARY "' is invalid\"]}";
+	la_lean_reply r    = {0};
 	char          err[256];
 	cr_assert_eq(la_lean_parse(200, body, strlen(body), redact, &r, err,
 	                 sizeof(err)),
@@ -807,10 +816,10 @@ Test(lean, parse_redacts_echoed_refresh_token)
 Test(lean, parse_redacts_before_truncating)
 {
 	// Truncating first would leave "CANARY-" at the end of err.
-	const char *const redact[] = { RT_CANARY, NULL };
-	const char       *body     = "{\"success\":false,\"errors\":[\"invalid "
-	                             "refresh token " RT_CANARY "\"]}";
-	la_lean_reply     r        = { 0 };
+	const char *const redact[] = {RT_CANARY, NULL};
+	const char       *body = "{\"success\":false,\"errors\":[\"invalid "
+	                         "refresh token " RT_CANARY "\"]}";
+	la_lean_reply     r    = {0};
 	char              err[30];
 	cr_assert_eq(la_lean_parse(200, body, strlen(body), redact, &r, err,
 	                 sizeof(err)),
@@ -820,18 +829,20 @@ Test(lean, parse_redacts_before_truncating)
 
 Test(lean, parse_failure_redacts_the_replys_own_token)
 {
-	assert_fails(parse(500,
-	                 "{\"accessToken\":\"AT-CANARY-77\",\"errors\":[\"issued "
-	                 "AT-CANARY-77 too late\"]}"),
-	    LA_ERR_UNAVAILABLE, "lean api: HTTP 500: issued [redacted] too late");
+	assert_fails(
+	    parse(500,
+	        "{\"accessToken\":\"AT-CANARY-77\",\"errors\":[\"issued "
+	        "AT-CANARY-77 too late\"]}"),
+	    LA_ERR_UNAVAILABLE,
+	    "lean api: HTTP 500: issued [redacted] too late");
 }
 
 Test(lean, parse_redacts_only_the_upstreams_text)
 {
 	// A one-letter secret must not garble "lean api: HTTP 500".
-	const char *const redact[] = { "a", NULL };
+	const char *const redact[] = {"a", NULL};
 	const char       *body     = "{\"errors\":[\"a bad\"]}";
-	la_lean_reply     r        = { 0 };
+	la_lean_reply     r        = {0};
 	char              err[128];
 	cr_assert_eq(la_lean_parse(500, body, strlen(body), redact, &r, err,
 	                 sizeof(err)),
@@ -843,7 +854,7 @@ Test(lean, parse_redacts_only_the_upstreams_text)
 
 Test(lean, redact_replaces_every_occurrence)
 {
-	const char *const redact[] = { "s3cret", NULL };
+	const char *const redact[] = {"s3cret", NULL};
 	char              buf[64]  = "a s3cret b s3crets3cret";
 	la_lean_redact(buf, sizeof(buf), redact);
 	cr_assert_str_eq(buf, "a [redacted] b [redacted][redacted]");
@@ -851,7 +862,7 @@ Test(lean, redact_replaces_every_occurrence)
 
 Test(lean, redact_ignores_empty_strings)
 {
-	const char *const redact[] = { "", "k", NULL };
+	const char *const redact[] = {"", "k", NULL};
 	char              buf[64]  = "okay";
 	la_lean_redact(buf, sizeof(buf), redact);
 	cr_assert_str_eq(buf, "o[redacted]ay");
@@ -859,7 +870,7 @@ Test(lean, redact_ignores_empty_strings)
 
 Test(lean, redact_growth_is_truncated_to_buflen)
 {
-	const char *const redact[] = { "ab", NULL };
+	const char *const redact[] = {"ab", NULL};
 	char              buf[16]  = "xab ab ab";
 	la_lean_redact(buf, sizeof(buf), redact);
 	cr_assert_str_eq(buf, "x[redacted] [re");
@@ -867,7 +878,7 @@ Test(lean, redact_growth_is_truncated_to_buflen)
 
 Test(lean, redact_prefers_the_longest_match)
 {
-	const char *const redact[] = { "tok", "tok-long", NULL };
+	const char *const redact[] = {"tok", "tok-long", NULL};
 	char              buf[64]  = "<tok-long>";
 	la_lean_redact(buf, sizeof(buf), redact);
 	cr_assert_str_eq(buf, "<[redacted]>");
@@ -877,7 +888,7 @@ Test(lean, redact_wipes_the_old_tail)
 {
 	// The result is shorter than the text; what lay past its end was the
 	// secret's tail and must not stay in the buffer.
-	const char *const redact[] = { "SECRET-0123456789", NULL };
+	const char *const redact[] = {"SECRET-0123456789", NULL};
 	char              buf[32]  = "x SECRET-0123456789";
 	size_t            old      = strlen(buf);
 	la_lean_redact(buf, sizeof(buf), redact);
@@ -896,8 +907,8 @@ Test(lean, redact_with_null_list_changes_nothing)
 
 Test(lean, redact_unterminated_buffer_is_terminated)
 {
-	const char *const redact[] = { "zz", NULL };
-	char              buf[4]   = { 'a', 'b', 'c', 'd' };
+	const char *const redact[] = {"zz", NULL};
+	char              buf[4]   = {'a', 'b', 'c', 'd'};
 	la_lean_redact(buf, sizeof(buf), redact);
 	cr_assert_str_eq(buf, "abc");
 }
@@ -907,14 +918,14 @@ Test(lean, redact_unterminated_buffer_is_terminated)
 Test(lean, token_type_names)
 {
 	cr_assert_str_eq(la_token_type_name(LA_TOKEN_BEARER), "Bearer");
-	cr_assert_str_eq(
-	    la_token_type_name(LA_TOKEN_SESSION_TOKEN), "SessionToken");
+	cr_assert_str_eq(la_token_type_name(LA_TOKEN_SESSION_TOKEN),
+	    "SessionToken");
 	cr_assert_str_eq(la_token_type_name(LA_TOKEN_UNSPECIFIED), "");
 }
 
 Test(lean, reply_clear_frees_and_resets)
 {
-	la_lean_reply r = { LA_TOKEN_BEARER, strdup("tok") };
+	la_lean_reply r = {LA_TOKEN_BEARER, strdup("tok")};
 	la_lean_reply_clear(&r);
 	cr_assert_null(r.access_token);
 	cr_assert_eq(r.type, LA_TOKEN_UNSPECIFIED);
@@ -925,7 +936,7 @@ Test(lean, reply_clear_frees_and_resets)
 Test(lean, create_rejects_missing_config)
 {
 	la_lean  *l   = (la_lean *) 1;
-	la_config cfg = { 0 };
+	la_config cfg = {0};
 	cr_assert_eq(la_lean_create(&l, NULL), LA_ERR_INVALID);
 	cr_assert_null(l);
 	cr_assert_eq(la_lean_create(&l, &cfg), LA_ERR_INVALID);
@@ -937,8 +948,8 @@ Test(lean, fetch_rejects_null_arguments)
 {
 	fx f;
 	fx_init(&f, dead_port(), "/");
-	cr_assert_eq(la_lean_fetch(f.lean, NULL, &f.prof, NULL, &f.reply, f.err,
-	                 sizeof(f.err)),
+	cr_assert_eq(la_lean_fetch(f.lean, NULL, &f.prof, NULL, &f.reply,
+	                 f.err, sizeof(f.err)),
 	    LA_ERR_INVALID);
 	cr_assert_eq(la_lean_fetch(f.lean, f.easy, NULL, NULL, &f.reply, f.err,
 	                 sizeof(f.err)),
@@ -1156,7 +1167,7 @@ Test(lean, fetch_abort_from_another_thread_is_shutdown)
 	srv      *s = srv_start(SRV_HANG, 0, NULL);
 	fx_init(&f, s->port, "/");
 	f.cfg.lean_timeout_ms = 20000;
-	aborter a             = { s, &f.abort, 0 };
+	aborter a             = {s, &f.abort, 0};
 	cr_assert_eq(pthread_create(&t, NULL, aborter_main, &a), 0);
 	cr_assert_eq(fx_fetch(&f), LA_ERR_SHUTDOWN, "err: %s", f.err);
 	int64_t done = now_ms();
@@ -1234,9 +1245,9 @@ Test(lean, fetch_http_error_never_holds_a_secret)
 	cr_assert_eq(fx_fetch(&f), LA_ERR_UNAVAILABLE);
 	srv_stop(s);
 	assert_no_secret(f.err, s);
-	cr_assert_eq(strncmp(f.err, "lean api: HTTP 400: api token [redacted]",
-	                 40),
-	    0, "%s", f.err);
+	cr_assert_eq(
+	    strncmp(f.err, "lean api: HTTP 400: api token [redacted]", 40), 0,
+	    "%s", f.err);
 	srv_free(s);
 	fx_fini(&f);
 }
@@ -1263,8 +1274,8 @@ Test(lean, fetch_logs_one_debug_line_without_secrets)
 	cr_assert_not_null(strstr(text, "\"profile\":\"schwab\""), "%s", text);
 	cr_assert_not_null(strstr(text, "\"http_status\":200"), "%s", text);
 	cr_assert_not_null(strstr(text, "\"elapsed_ms\":"), "%s", text);
-	cr_assert_not_null(
-	    strstr(text, "\"result\":\"unauthenticated\""), "%s", text);
+	cr_assert_not_null(strstr(text, "\"result\":\"unauthenticated\""),
+	    "%s", text);
 	cr_assert_eq(strchr(text, '\n'), text + n - 1, "one line: %s", text);
 	assert_no_secret(text, s);
 	srv_free(s);
@@ -1294,11 +1305,12 @@ Test(lean, fetch_handle_is_reusable_after_reset)
 
 Test(lean, fetch_works_with_a_share_handle_attached)
 {
-	fx     f;
+	fx      f;
 	CURLSH *sh = curl_share_init();
-	srv   *s  = srv_start(SRV_REPLY, 200, OK_BODY);
+	srv    *s  = srv_start(SRV_REPLY, 200, OK_BODY);
 	cr_assert_not_null(sh);
-	cr_assert_eq(curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS),
+	cr_assert_eq(
+	    curl_share_setopt(sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS),
 	    CURLSHE_OK);
 	fx_init(&f, s->port, "/");
 	cr_assert_eq(curl_easy_setopt(f.easy, CURLOPT_SHARE, sh), CURLE_OK);

@@ -39,7 +39,7 @@ drain(void)
 	la_log_set_fd(2);
 	close(fds[1]);
 	fds[1]    = -1;
-	size_t n  = 0;
+	size_t  n = 0;
 	ssize_t r;
 	while ((r = read(fds[0], buf + n, sizeof(buf) - 1 - n)) > 0) {
 		n += (size_t) r;
@@ -55,26 +55,32 @@ Test(log, a_line_is_one_json_object_with_fields)
 	la_log(LA_LOG_WARN, "token refresh attempt failed", "{s:s, s:i}",
 	    "profile", "schwab", "attempt", 2);
 	const char *out = drain();
-	cr_assert_eq(strchr(out, '\n'), out + strlen(out) - 1, "one line: %s", out);
+	cr_assert_eq(strchr(out, '\n'), out + strlen(out) - 1, "one line: %s",
+	    out);
 	json_t *j = json_loads(out, 0, NULL);
 	cr_assert_not_null(j, "not JSON: %s", out);
-	cr_assert_str_eq(json_string_value(json_object_get(j, "level")), "warn");
+	cr_assert_str_eq(json_string_value(json_object_get(j, "level")),
+	    "warn");
 	cr_assert_str_eq(json_string_value(json_object_get(j, "msg")),
 	    "token refresh attempt failed");
-	cr_assert_str_eq(json_string_value(json_object_get(j, "profile")), "schwab");
+	cr_assert_str_eq(json_string_value(json_object_get(j, "profile")),
+	    "schwab");
 	cr_assert_eq(json_integer_value(json_object_get(j, "attempt")), 2);
 	const char *ts = json_string_value(json_object_get(j, "ts"));
 	cr_assert_not_null(ts);
-	cr_assert_eq(strlen(ts), strlen("2026-12-04T16:00:15.669Z"), "ts: %s", ts);
+	cr_assert_eq(strlen(ts), strlen("2026-12-04T16:00:15.669Z"), "ts: %s",
+	    ts);
 	json_decref(j);
 }
 
 Test(log, fields_never_overwrite_ts_level_msg)
 {
-	la_log(LA_LOG_INFO, "real", "{s:s, s:s}", "msg", "forged", "level", "debug");
+	la_log(LA_LOG_INFO, "real", "{s:s, s:s}", "msg", "forged", "level",
+	    "debug");
 	json_t *j = json_loads(drain(), 0, NULL);
 	cr_assert_str_eq(json_string_value(json_object_get(j, "msg")), "real");
-	cr_assert_str_eq(json_string_value(json_object_get(j, "level")), "info");
+	cr_assert_str_eq(json_string_value(json_object_get(j, "level")),
+	    "info");
 	json_decref(j);
 }
 
@@ -94,7 +100,8 @@ Test(log, control_characters_and_quotes_are_escaped)
 	const char *out = drain();
 	json_t     *j   = json_loads(out, 0, NULL);
 	cr_assert_not_null(j, "not JSON: %s", out);
-	cr_assert_str_eq(json_string_value(json_object_get(j, "value")), "a\"b\nc");
+	cr_assert_str_eq(json_string_value(json_object_get(j, "value")),
+	    "a\"b\nc");
 	json_decref(j);
 }
 

@@ -95,8 +95,9 @@ Test(workers, every_job_runs_exactly_once)
 	cr_assert_eq(la_workers_create(&p, 4, N), LA_OK);
 	cr_assert_eq(la_workers_start(p), LA_OK);
 	for (int i = 0; i < N; i++) {
-		jobs[i] = (counted) { .job = { .fn = counting_job, .arg = &jobs[i] },
-			.calls = &calls };
+		jobs[i] =
+		    (counted) {.job = {.fn = counting_job, .arg = &jobs[i]},
+		        .calls      = &calls};
 		cr_assert_eq(la_workers_submit(p, &jobs[i].job, false), LA_OK);
 	}
 	la_workers_stop(p); // drains the queue
@@ -110,7 +111,7 @@ Test(workers, every_job_runs_exactly_once)
 Test(workers, a_full_queue_refuses_instead_of_stalling)
 {
 	la_workers *p;
-	la_job      blocker = { .fn = blocking_job };
+	la_job      blocker = {.fn = blocking_job};
 	counted     q[3];
 	atomic_int  calls = 0;
 
@@ -120,8 +121,8 @@ Test(workers, a_full_queue_refuses_instead_of_stalling)
 	cr_assert_eq(la_workers_submit(p, &blocker, false), LA_OK);
 	wait_entered(1); // the only worker is busy; the queue is empty
 	for (int i = 0; i < 3; i++) {
-		q[i] = (counted) { .job = { .fn = counting_job, .arg = &q[i] },
-			.calls = &calls };
+		q[i] = (counted) {.job = {.fn = counting_job, .arg = &q[i]},
+		    .calls             = &calls};
 	}
 	cr_assert_eq(la_workers_submit(p, &q[0].job, false), LA_OK);
 	cr_assert_eq(la_workers_submit(p, &q[1].job, false), LA_OK);
@@ -138,7 +139,7 @@ Test(workers, a_full_queue_refuses_instead_of_stalling)
 Test(workers, priority_jobs_run_before_queued_ones)
 {
 	la_workers *p;
-	la_job      blocker = { .fn = blocking_job };
+	la_job      blocker = {.fn = blocking_job};
 	counted     plain, prio;
 	atomic_int  calls = 0, seq = 0;
 	int         plain_at = -1, prio_at = -1;
@@ -148,10 +149,14 @@ Test(workers, priority_jobs_run_before_queued_ones)
 	cr_assert_eq(la_workers_start(p), LA_OK);
 	cr_assert_eq(la_workers_submit(p, &blocker, false), LA_OK);
 	wait_entered(1);
-	plain = (counted) { .job = { .fn = counting_job, .arg = &plain },
-		.calls = &calls, .order = &plain_at, .seq = &seq };
-	prio  = (counted) { .job = { .fn = counting_job, .arg = &prio },
-		 .calls = &calls, .order = &prio_at, .seq = &seq };
+	plain = (counted) {.job = {.fn = counting_job, .arg = &plain},
+	    .calls              = &calls,
+	    .order              = &plain_at,
+	    .seq                = &seq};
+	prio  = (counted) {.job = {.fn = counting_job, .arg = &prio},
+	     .calls             = &calls,
+	     .order             = &prio_at,
+	     .seq               = &seq};
 	cr_assert_eq(la_workers_submit(p, &plain.job, false), LA_OK);
 	cr_assert_eq(la_workers_submit(p, &prio.job, true), LA_OK);
 	open_gate();
@@ -171,7 +176,7 @@ until_abort_job(la_worker *w, void *arg)
 	pthread_cond_broadcast(&G.cv);
 	pthread_mutex_unlock(&G.mtx);
 	for (int i = 0; i < 10000 && !atomic_load(la_worker_abort(w)); i++) {
-		struct timespec ms = { 0, 1000000 };
+		struct timespec ms = {0, 1000000};
 		nanosleep(&ms, NULL);
 	}
 }
@@ -179,7 +184,7 @@ until_abort_job(la_worker *w, void *arg)
 Test(workers, stop_runs_queued_jobs_with_the_abort_flag_raised)
 {
 	la_workers *p;
-	la_job      holder = { .fn = until_abort_job };
+	la_job      holder = {.fn = until_abort_job};
 	counted     queued;
 	atomic_int  calls = 0;
 
@@ -188,13 +193,14 @@ Test(workers, stop_runs_queued_jobs_with_the_abort_flag_raised)
 	cr_assert_eq(la_workers_start(p), LA_OK);
 	cr_assert_eq(la_workers_submit(p, &holder, false), LA_OK);
 	wait_entered(1);
-	queued = (counted) { .job = { .fn = counting_job, .arg = &queued },
-		.calls = &calls };
+	queued = (counted) {.job = {.fn = counting_job, .arg = &queued},
+	    .calls               = &calls};
 	cr_assert_eq(la_workers_submit(p, &queued.job, false), LA_OK);
 	la_workers_stop(p);
 	cr_assert_eq(atomic_load(&calls), 1, "the queued job still ran");
 	cr_assert(queued.saw_abort);
-	cr_assert_eq(la_workers_submit(p, &queued.job, false), LA_ERR_SHUTDOWN);
+	cr_assert_eq(la_workers_submit(p, &queued.job, false),
+	    LA_ERR_SHUTDOWN);
 	la_workers_destroy(p);
 }
 

@@ -49,20 +49,20 @@ emit(const char *name, const char *kind, const uint8_t *buf, size_t len,
 
 // envelope wraps an inner message in an RpcRequest.
 static void
-emit_request(const char *name, const char *method, const ProtobufCMessage *inner,
-    uint32_t timeout_ms, const char *request_id, json_t *inner_fields,
-    const char *about)
+emit_request(const char *name, const char *method,
+    const ProtobufCMessage *inner, uint32_t timeout_ms, const char *request_id,
+    json_t *inner_fields, const char *about)
 {
 	Leanauth__V1__RpcRequest r = LEANAUTH__V1__RPC_REQUEST__INIT;
 	Leanauth__V1__RpcRequest__MetadataEntry md =
 	    LEANAUTH__V1__RPC_REQUEST__METADATA_ENTRY__INIT;
-	Leanauth__V1__RpcRequest__MetadataEntry *mdp[1] = { &md };
-	size_t   plen;
-	uint8_t *payload = pack(inner, &plen);
-	r.method         = (char *) method;
-	r.payload.data   = payload;
-	r.payload.len    = plen;
-	r.timeout_ms     = timeout_ms;
+	Leanauth__V1__RpcRequest__MetadataEntry *mdp[1] = {&md};
+	size_t                                   plen;
+	uint8_t                                 *payload = pack(inner, &plen);
+	r.method                                         = (char *) method;
+	r.payload.data                                   = payload;
+	r.payload.len                                    = plen;
+	r.timeout_ms                                     = timeout_ms;
 	if (request_id != NULL) {
 		md.key       = "request-id";
 		md.value     = (char *) request_id;
@@ -70,10 +70,10 @@ emit_request(const char *name, const char *method, const ProtobufCMessage *inner
 		r.n_metadata = 1;
 	}
 	size_t   len;
-	uint8_t *buf = pack(&r.base, &len);
-	json_t  *fields = json_pack("{s:s, s:i, s:o, s:s, s:o}", "method", method,
-	     "timeout_ms", (int) timeout_ms, "metadata",
-	     request_id != NULL ? json_pack("{s:s}", "request-id", request_id)
+	uint8_t *buf    = pack(&r.base, &len);
+	json_t  *fields = json_pack("{s:s, s:i, s:o, s:s, s:o}", "method",
+	     method, "timeout_ms", (int) timeout_ms, "metadata",
+            request_id != NULL ? json_pack("{s:s}", "request-id", request_id)
 	                        : json_object(),
 	     "payload_kind", inner->descriptor->name, "payload", inner_fields);
 	emit(name, "leanauth.v1.RpcRequest", buf, len, fields, about);
@@ -85,8 +85,8 @@ static void
 emit_response(const char *name, int code, const char *message,
     const ProtobufCMessage *inner, json_t *inner_fields, const char *about)
 {
-	Leanauth__V1__RpcResponse r  = LEANAUTH__V1__RPC_RESPONSE__INIT;
-	Leanauth__V1__Status      st = LEANAUTH__V1__STATUS__INIT;
+	Leanauth__V1__RpcResponse r       = LEANAUTH__V1__RPC_RESPONSE__INIT;
+	Leanauth__V1__Status      st      = LEANAUTH__V1__STATUS__INIT;
 	uint8_t                  *payload = NULL;
 	size_t                    plen    = 0;
 	st.code                           = code;
@@ -99,10 +99,10 @@ emit_response(const char *name, int code, const char *message,
 	}
 	size_t   len;
 	uint8_t *buf    = pack(&r.base, &len);
-	json_t  *fields = json_pack("{s:{s:i, s:s}, s:s?, s:o}", "status", "code",
-	     code, "message", message, "payload_kind",
-	     inner != NULL ? inner->descriptor->name : NULL, "payload",
-	     inner_fields != NULL ? inner_fields : json_null());
+	json_t  *fields = json_pack("{s:{s:i, s:s}, s:s?, s:o}", "status",
+	     "code", code, "message", message, "payload_kind",
+            inner != NULL ? inner->descriptor->name : NULL, "payload",
+            inner_fields != NULL ? inner_fields : json_null());
 	emit(name, "leanauth.v1.RpcResponse", buf, len, fields, about);
 	free(buf);
 	free(payload);
@@ -146,34 +146,37 @@ main(int argc, char **argv)
 		    "req-123",
 		    json_pack("{s:s, s:b, s:i}", "profile", "schwab",
 		        "force_refresh", 1, "if_generation", 7),
-		    "GetAccessToken with force_refresh and if_generation, a deadline and a request id");
+		    "GetAccessToken with force_refresh and if_generation, a "
+		    "deadline and a request id");
 	}
 	{
 		Leanauth__V1__GetAccessTokenRequest m =
 		    LEANAUTH__V1__GET_ACCESS_TOKEN_REQUEST__INIT;
 		emit_request("request_get_access_token_defaults",
-		    "leanauth.v1.TokenService/GetAccessToken", &m.base, 0, NULL,
-		    json_pack("{s:s, s:b, s:i}", "profile", "", "force_refresh", 0,
-		        "if_generation", 0),
-		    "GetAccessToken for the first profile: every field at its default");
+		    "leanauth.v1.TokenService/GetAccessToken", &m.base, 0,
+		    NULL,
+		    json_pack("{s:s, s:b, s:i}", "profile", "",
+		        "force_refresh", 0, "if_generation", 0),
+		    "GetAccessToken for the first profile: every field at its "
+		    "default");
 	}
 	{
-		Leanauth__V1__Header  h1 = LEANAUTH__V1__HEADER__INIT;
-		Leanauth__V1__Header  h2 = LEANAUTH__V1__HEADER__INIT;
-		Leanauth__V1__Header  h3 = LEANAUTH__V1__HEADER__INIT;
-		Leanauth__V1__Header *hs[3] = { &h1, &h2, &h3 };
-		static const uint8_t  body[] = { 0x7b, 0x22, 0x71, 0x22, 0x3a, 0x31,
-			 0x7d, 0x00, 0xff, 0x80 };
-		h1.name  = "Content-Type";
-		h1.value = "application/json";
-		h2.name  = "X-Trace";
-		h2.value = "a";
-		h3.name  = "X-Trace";
-		h3.value = "b";
+		Leanauth__V1__Header  h1     = LEANAUTH__V1__HEADER__INIT;
+		Leanauth__V1__Header  h2     = LEANAUTH__V1__HEADER__INIT;
+		Leanauth__V1__Header  h3     = LEANAUTH__V1__HEADER__INIT;
+		Leanauth__V1__Header *hs[3]  = {&h1, &h2, &h3};
+		static const uint8_t  body[] = {0x7b, 0x22, 0x71, 0x22, 0x3a,
+		     0x31, 0x7d, 0x00, 0xff, 0x80};
+		h1.name                      = "Content-Type";
+		h1.value                     = "application/json";
+		h2.name                      = "X-Trace";
+		h2.value                     = "a";
+		h3.name                      = "X-Trace";
+		h3.value                     = "b";
 		Leanauth__V1__SendRequest m = LEANAUTH__V1__SEND_REQUEST__INIT;
 		m.profile                   = "schwab";
 		m.method                    = "POST";
-		m.url        = "https://api.schwabapi.com/trader/v1/orders?x=1&y=%20";
+		m.url = "https://api.schwabapi.com/trader/v1/orders?x=1&y=%20";
 		m.n_headers  = 3;
 		m.headers    = hs;
 		m.body.data  = (uint8_t *) body;
@@ -181,25 +184,28 @@ main(int argc, char **argv)
 		m.timeout_ms = 15000;
 		emit_request("request_send", "leanauth.v1.TokenService/Send",
 		    &m.base, 20000, "req-456",
-		    json_pack("{s:s, s:s, s:s, s:[[s,s],[s,s],[s,s]], s:s, s:i}",
+		    json_pack(
+		        "{s:s, s:s, s:s, s:[[s,s],[s,s],[s,s]], s:s, s:i}",
 		        "profile", "schwab", "method", "POST", "url", m.url,
-		        "headers", "Content-Type", "application/json", "X-Trace",
-		        "a", "X-Trace", "b", "body_hex", "7b2271223a317d00ff80",
-		        "timeout_ms", 15000),
+		        "headers", "Content-Type", "application/json",
+		        "X-Trace", "a", "X-Trace", "b", "body_hex",
+		        "7b2271223a317d00ff80", "timeout_ms", 15000),
 		    "Send with repeated headers and a binary body");
 	}
 	{
 		Leanauth__V1__HealthCheckRequest m =
 		    LEANAUTH__V1__HEALTH_CHECK_REQUEST__INIT;
 		m.profile = "schwab";
-		emit_request("request_health", "leanauth.v1.Health/Check", &m.base,
-		    1000, NULL, json_pack("{s:s}", "profile", "schwab"),
+		emit_request("request_health", "leanauth.v1.Health/Check",
+		    &m.base, 1000, NULL,
+		    json_pack("{s:s}", "profile", "schwab"),
 		    "Health/Check for one profile");
 	}
 	{
 		Leanauth__V1__GetAccessTokenResponse m =
 		    LEANAUTH__V1__GET_ACCESS_TOKEN_RESPONSE__INIT;
-		m.token_type         = LEANAUTH__V1__TOKEN_TYPE__TOKEN_TYPE_SESSION_TOKEN;
+		m.token_type =
+		    LEANAUTH__V1__TOKEN_TYPE__TOKEN_TYPE_SESSION_TOKEN;
 		m.access_token       = "vector-access-token";
 		m.expires_at_unix_ms = 1796400000123LL;
 		m.generation         = 42;
@@ -211,27 +217,29 @@ main(int argc, char **argv)
 		    "a token (SessionToken), OK status");
 	}
 	{
-		emit_response("response_not_found", 5, "unknown profile \"nope\"",
-		    NULL, NULL, "an error: NOT_FOUND with its message, no payload");
+		emit_response("response_not_found", 5,
+		    "unknown profile \"nope\"", NULL, NULL,
+		    "an error: NOT_FOUND with its message, no payload");
 	}
 	{
-		Leanauth__V1__Header  h1 = LEANAUTH__V1__HEADER__INIT;
-		Leanauth__V1__Header  h2 = LEANAUTH__V1__HEADER__INIT;
-		Leanauth__V1__Header *hs[2] = { &h1, &h2 };
+		Leanauth__V1__Header  h1    = LEANAUTH__V1__HEADER__INIT;
+		Leanauth__V1__Header  h2    = LEANAUTH__V1__HEADER__INIT;
+		Leanauth__V1__Header *hs[2] = {&h1, &h2};
 		h1.name                     = "Set-Cookie";
 		h1.value                    = "a=1";
 		h2.name                     = "Set-Cookie";
 		h2.value                    = "b=2";
-		Leanauth__V1__SendResponse m = LEANAUTH__V1__SEND_RESPONSE__INIT;
-		m.status_code                = 404;
-		m.n_headers                  = 2;
-		m.headers                    = hs;
-		m.body.data                  = (uint8_t *) "not found";
-		m.body.len                   = 9;
+		Leanauth__V1__SendResponse m =
+		    LEANAUTH__V1__SEND_RESPONSE__INIT;
+		m.status_code = 404;
+		m.n_headers   = 2;
+		m.headers     = hs;
+		m.body.data   = (uint8_t *) "not found";
+		m.body.len    = 9;
 		emit_response("response_send", 0, "", &m.base,
-		    json_pack("{s:i, s:[[s,s],[s,s]], s:s}", "status_code", 404,
-		        "headers", "Set-Cookie", "a=1", "Set-Cookie", "b=2",
-		        "body_hex", "6e6f7420666f756e64"),
+		    json_pack("{s:i, s:[[s,s],[s,s]], s:s}", "status_code",
+		        404, "headers", "Set-Cookie", "a=1", "Set-Cookie",
+		        "b=2", "body_hex", "6e6f7420666f756e64"),
 		    "a Send whose brokerage answered 404: still status OK");
 	}
 	{
@@ -239,7 +247,8 @@ main(int argc, char **argv)
 		    LEANAUTH__V1__HEALTH_CHECK_RESPONSE__INIT;
 		m.status = LEANAUTH__V1__SERVING_STATUS__NOT_SERVING;
 		emit_response("response_health", 0, "", &m.base,
-		    json_pack("{s:s}", "status", "NOT_SERVING"), "Health: NOT_SERVING");
+		    json_pack("{s:s}", "status", "NOT_SERVING"),
+		    "Health: NOT_SERVING");
 	}
 	{
 		Leanauth__V1__AuthenticationFailed m =
@@ -251,24 +260,26 @@ main(int argc, char **argv)
 		m.attempts   = 4;
 		m.at_unix_ms = 1796400001000LL;
 		emit_event("event_authentication_failed", &m.base,
-		    json_pack("{s:s, s:s, s:s, s:s, s:i, s:I}", "profile", "schwab",
-		        "brokerage", "CharlesSchwab", "account_id", "A1", "error",
-		        "Invalid refresh token", "attempts", 4, "at_unix_ms",
-		        (json_int_t) 1796400001000LL),
+		    json_pack("{s:s, s:s, s:s, s:s, s:i, s:I}", "profile",
+		        "schwab", "brokerage", "CharlesSchwab", "account_id",
+		        "A1", "error", "Invalid refresh token", "attempts", 4,
+		        "at_unix_ms", (json_int_t) 1796400001000LL),
 		    "AuthenticationFailed as published");
 	}
 	{
-		Leanauth__V1__TokenRefreshed m = LEANAUTH__V1__TOKEN_REFRESHED__INIT;
-		m.profile            = "schwab";
-		m.token_type         = LEANAUTH__V1__TOKEN_TYPE__TOKEN_TYPE_BEARER;
+		Leanauth__V1__TokenRefreshed m =
+		    LEANAUTH__V1__TOKEN_REFRESHED__INIT;
+		m.profile    = "schwab";
+		m.token_type = LEANAUTH__V1__TOKEN_TYPE__TOKEN_TYPE_BEARER;
 		m.expires_at_unix_ms = 1796401680000LL;
 		m.at_unix_ms         = 1796400000000LL;
 		m.generation         = 3;
 		emit_event("event_token_refreshed", &m.base,
 		    json_pack("{s:s, s:s, s:I, s:I, s:i}", "profile", "schwab",
-		        "token_type", "TOKEN_TYPE_BEARER", "expires_at_unix_ms",
-		        (json_int_t) 1796401680000LL, "at_unix_ms",
-		        (json_int_t) 1796400000000LL, "generation", 3),
+		        "token_type", "TOKEN_TYPE_BEARER",
+		        "expires_at_unix_ms", (json_int_t) 1796401680000LL,
+		        "at_unix_ms", (json_int_t) 1796400000000LL,
+		        "generation", 3),
 		    "TokenRefreshed as published");
 	}
 	{
@@ -282,8 +293,9 @@ main(int argc, char **argv)
 		emit_event("event_authentication_degraded", &m.base,
 		    json_pack("{s:s, s:s, s:i, s:I, s:I}", "profile", "schwab",
 		        "error", "lean api: HTTP 503", "attempts", 4,
-		        "token_valid_until_unix_ms", (json_int_t) 1796401680000LL,
-		        "at_unix_ms", (json_int_t) 1796401300000LL),
+		        "token_valid_until_unix_ms",
+		        (json_int_t) 1796401680000LL, "at_unix_ms",
+		        (json_int_t) 1796401300000LL),
 		    "AuthenticationDegraded as published");
 	}
 	{
@@ -299,7 +311,8 @@ main(int argc, char **argv)
 
 	char path[1024];
 	snprintf(path, sizeof(path), "%s/manifest.json", outdir);
-	if (json_dump_file(manifest, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
+	if (json_dump_file(manifest, path,
+	        JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
 		fprintf(stderr, "gen_vectors: cannot write %s\n", path);
 		return (1);
 	}

@@ -31,21 +31,27 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: leanauth token [--url URL] [--profile P] [--force]\n"
-	    "                      [--if-generation N] [--timeout MS] [--json]\n"
+	    "                      [--if-generation N] [--timeout MS] "
+	    "[--json]\n"
 	    "       leanauth send [--url URL] [--profile P] [-X METHOD]\n"
-	    "                     [-H 'Name: value']... [-d DATA | -d @FILE] [-i]\n"
+	    "                     [-H 'Name: value']... [-d DATA | -d @FILE] "
+	    "[-i]\n"
 	    "                     [--timeout MS] URL\n"
 	    "       leanauth health [--url URL] [--profile P] [--timeout MS]\n"
 	    "       leanauth watch [--events URL] [--topic NAME]... [--json]\n"
 	    "                      [--count N] [--timeout MS]\n"
 	    "       leanauth supervise [--events URL] [--profile P]\n"
-	    "                          [--grace SECONDS] [--connect-timeout SECONDS]\n"
+	    "                          [--grace SECONDS] [--connect-timeout "
+	    "SECONDS]\n"
 	    "                          -- COMMAND [ARGS...]\n"
 	    "\n"
 	    "URL defaults to $LEANAUTH_URL or " DEFAULT_URL ";\n"
-	    "the events URL to $LEANAUTH_EVENTS_URL or " DEFAULT_EVENTS_URL ".\n"
-	    "For tls+tcp:// URLs: $LEANAUTH_TLS_CA (CA file), $LEANAUTH_TLS_CERT\n"
-	    "(client certificate and key in one PEM), $LEANAUTH_TLS_SERVER_NAME.\n");
+	    "the events URL to $LEANAUTH_EVENTS_URL or " DEFAULT_EVENTS_URL
+	    ".\n"
+	    "For tls+tcp:// URLs: $LEANAUTH_TLS_CA (CA file), "
+	    "$LEANAUTH_TLS_CERT\n"
+	    "(client certificate and key in one PEM), "
+	    "$LEANAUTH_TLS_SERVER_NAME.\n");
 }
 
 static int
@@ -93,8 +99,8 @@ parse_u64(const char *s, uint64_t *out)
 	if (s == NULL || s[0] == '\0' || s[0] == '-') {
 		return (false);
 	}
-	errno                  = 0;
-	unsigned long long v   = strtoull(s, &end, 10);
+	errno                = 0;
+	unsigned long long v = strtoull(s, &end, 10);
 	if (errno != 0 || *end != '\0') {
 		return (false);
 	}
@@ -134,11 +140,15 @@ cmd_token(int argc, char **argv)
 			force = true;
 		} else if (strcmp(a, "--if-generation") == 0 && i + 1 < argc) {
 			if (!parse_u64(argv[++i], &ifgen)) {
-				return (bad_usage("--if-generation: not a number: %s", argv[i]));
+				return (bad_usage(
+				    "--if-generation: not a number: %s",
+				    argv[i]));
 			}
 		} else if (strcmp(a, "--timeout") == 0 && i + 1 < argc) {
 			if (!parse_u32(argv[++i], &timeout) || timeout == 0) {
-				return (bad_usage("--timeout: not a positive number: %s", argv[i]));
+				return (bad_usage(
+				    "--timeout: not a positive number: %s",
+				    argv[i]));
 			}
 		} else if (strcmp(a, "--json") == 0) {
 			json = true;
@@ -150,8 +160,10 @@ cmd_token(int argc, char **argv)
 	leanauth_client *c;
 	leanauth_error   e;
 	leanauth_token   t;
-	leanauth_options o = with_tls((leanauth_options) { .timeout_ms = timeout, .connect_timeout_ms = timeout });
-	leanauth_call_options co = { .timeout_ms = timeout };
+	leanauth_options o =
+	    with_tls((leanauth_options) {.timeout_ms = timeout,
+	        .connect_timeout_ms                  = timeout});
+	leanauth_call_options co = {.timeout_ms = timeout};
 	if (leanauth_open(&c, url, &o, &e) != 0) {
 		return (fail(&e));
 	}
@@ -166,7 +178,9 @@ cmd_token(int argc, char **argv)
 		    t.access_token, "expires_at_unix_ms",
 		    (json_int_t) t.expires_at_unix_ms, "generation",
 		    (json_int_t) t.generation);
-		char *s = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+		char   *s = j != NULL
+		      ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER)
+		      : NULL;
 		if (s != NULL) {
 			printf("%s\n", s);
 			explicit_bzero(s, strlen(s));
@@ -196,16 +210,21 @@ cmd_health(int argc, char **argv)
 			profile = argv[++i];
 		} else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
 			if (!parse_u32(argv[++i], &timeout) || timeout == 0) {
-				return (bad_usage("--timeout: not a positive number: %s", argv[i]));
+				return (bad_usage(
+				    "--timeout: not a positive number: %s",
+				    argv[i]));
 			}
 		} else {
-			return (bad_usage("health: unexpected argument %s", argv[i]));
+			return (bad_usage("health: unexpected argument %s",
+			    argv[i]));
 		}
 	}
 	leanauth_client *c;
 	leanauth_error   e;
 	bool             serving = false;
-	leanauth_options o = with_tls((leanauth_options) { .timeout_ms = timeout, .connect_timeout_ms = timeout });
+	leanauth_options o =
+	    with_tls((leanauth_options) {.timeout_ms = timeout,
+	        .connect_timeout_ms                  = timeout});
 	if (leanauth_open(&c, url, &o, &e) != 0) {
 		return (fail(&e));
 	}
@@ -284,31 +303,42 @@ cmd_send(int argc, char **argv)
 			url = argv[++i];
 		} else if (strcmp(a, "--profile") == 0 && i + 1 < argc) {
 			profile = argv[++i];
-		} else if ((strcmp(a, "-X") == 0 || strcmp(a, "--request") == 0) && i + 1 < argc) {
+		} else if ((strcmp(a, "-X") == 0 ||
+		               strcmp(a, "--request") == 0) &&
+		    i + 1 < argc) {
 			method = argv[++i];
-		} else if ((strcmp(a, "-H") == 0 || strcmp(a, "--header") == 0) && i + 1 < argc) {
+		} else if ((strcmp(a, "-H") == 0 ||
+		               strcmp(a, "--header") == 0) &&
+		    i + 1 < argc) {
 			char *h     = argv[++i];
 			char *colon = strchr(h, ':');
 			if (colon == NULL || colon == h) {
-				rv = bad_usage("-H: expected 'Name: value', got %s", h);
+				rv = bad_usage(
+				    "-H: expected 'Name: value', got %s", h);
 				goto done;
 			}
 			*colon         = '\0';
 			hdrs[nh].name  = h;
 			hdrs[nh].value = colon + 1 + strspn(colon + 1, " \t");
 			nh++;
-		} else if ((strcmp(a, "-d") == 0 || strcmp(a, "--data") == 0) && i + 1 < argc) {
+		} else if ((strcmp(a, "-d") == 0 ||
+		               strcmp(a, "--data") == 0) &&
+		    i + 1 < argc) {
 			free(data);
 			if ((data = read_data(argv[++i], &dlen)) == NULL) {
-				fprintf(stderr, "%s: -d %s: %s\n", prog, argv[i], strerror(errno));
+				fprintf(stderr, "%s: -d %s: %s\n", prog,
+				    argv[i], strerror(errno));
 				rv = 2;
 				goto done;
 			}
-		} else if (strcmp(a, "-i") == 0 || strcmp(a, "--include") == 0) {
+		} else if (strcmp(a, "-i") == 0 ||
+		    strcmp(a, "--include") == 0) {
 			include = true;
 		} else if (strcmp(a, "--timeout") == 0 && i + 1 < argc) {
 			if (!parse_u32(argv[++i], &timeout) || timeout == 0) {
-				rv = bad_usage("--timeout: not a positive number: %s", argv[i]);
+				rv = bad_usage(
+				    "--timeout: not a positive number: %s",
+				    argv[i]);
 				goto done;
 			}
 		} else if (a[0] == '-' && a[1] != '\0') {
@@ -332,10 +362,17 @@ cmd_send(int argc, char **argv)
 	leanauth_client  *c;
 	leanauth_error    e;
 	leanauth_response r;
-	leanauth_options  o  = with_tls((leanauth_options) { .timeout_ms = timeout, .connect_timeout_ms = timeout });
-	leanauth_call_options co = { .timeout_ms = timeout };
-	leanauth_request  rq = { .profile = profile, .method = method, .url = target,
-		 .headers = hdrs, .n_headers = nh, .body = data, .body_len = dlen };
+	leanauth_options  o =
+	    with_tls((leanauth_options) {.timeout_ms = timeout,
+	        .connect_timeout_ms                  = timeout});
+	leanauth_call_options co = {.timeout_ms = timeout};
+	leanauth_request      rq = {.profile = profile,
+	         .method                     = method,
+	         .url                        = target,
+	         .headers                    = hdrs,
+	         .n_headers                  = nh,
+	         .body                       = data,
+	         .body_len                   = dlen};
 	if (leanauth_open(&c, url, &o, &e) != 0) {
 		rv = fail(&e);
 		goto done;
@@ -349,14 +386,16 @@ cmd_send(int argc, char **argv)
 	if (include) {
 		printf("HTTP %d\r\n", r.status_code);
 		for (size_t i = 0; i < r.n_headers; i++) {
-			printf("%s: %s\r\n", r.headers[i].name, r.headers[i].value);
+			printf("%s: %s\r\n", r.headers[i].name,
+			    r.headers[i].value);
 		}
 		printf("\r\n");
 	}
 	fwrite(r.body, 1, r.body_len, stdout);
 	fflush(stdout);
 	if (r.status_code >= 400) {
-		fprintf(stderr, "%s: the server returned HTTP %d\n", prog, r.status_code);
+		fprintf(stderr, "%s: the server returned HTTP %d\n", prog,
+		    r.status_code);
 		rv = 22;
 	} else {
 		rv = 0;
@@ -390,10 +429,10 @@ event_name(int type)
 static const char *
 topic_of(const char *name)
 {
-	static const char *const topics[] = { LEANAUTH_TOPIC_TOKEN_REFRESHED,
-		LEANAUTH_TOPIC_AUTHENTICATION_FAILED,
-		LEANAUTH_TOPIC_AUTHENTICATION_DEGRADED,
-		LEANAUTH_TOPIC_AUTHENTICATION_RECOVERED };
+	static const char *const topics[] = {LEANAUTH_TOPIC_TOKEN_REFRESHED,
+	    LEANAUTH_TOPIC_AUTHENTICATION_FAILED,
+	    LEANAUTH_TOPIC_AUTHENTICATION_DEGRADED,
+	    LEANAUTH_TOPIC_AUTHENTICATION_RECOVERED};
 	for (size_t i = 0; i < 4; i++) {
 		if (strcmp(name, topics[i]) == 0 ||
 		    strcmp(name, topics[i] + strlen("leanauth.v1.")) == 0) {
@@ -409,7 +448,8 @@ static void
 print_quoted(const char *s)
 {
 	putchar('"');
-	for (const unsigned char *p = (const unsigned char *) s; *p != '\0'; p++) {
+	for (const unsigned char *p = (const unsigned char *) s; *p != '\0';
+	     p++) {
 		if (*p == '"' || *p == '\\') {
 			printf("\\%c", *p);
 		} else if (*p == '\n') {
@@ -427,28 +467,37 @@ static void
 print_event(const leanauth_event *ev, bool json)
 {
 	if (json) {
-		json_t *j = json_pack("{s:s, s:s, s:I}", "event", event_name(ev->type),
-		    "profile", ev->profile, "at_unix_ms", (json_int_t) ev->at_unix_ms);
+		json_t *j = json_pack("{s:s, s:s, s:I}", "event",
+		    event_name(ev->type), "profile", ev->profile, "at_unix_ms",
+		    (json_int_t) ev->at_unix_ms);
 		if (j == NULL) {
 			return;
 		}
 		switch (ev->type) {
 		case LEANAUTH_EVENT_TOKEN_REFRESHED:
 			json_object_set_new(j, "token_type",
-			    json_string(leanauth_token_type_name(ev->token_type)));
+			    json_string(
+			        leanauth_token_type_name(ev->token_type)));
 			json_object_set_new(j, "expires_at_unix_ms",
 			    json_integer(ev->expires_at_unix_ms));
-			json_object_set_new(j, "generation", json_integer((json_int_t) ev->generation));
+			json_object_set_new(j, "generation",
+			    json_integer((json_int_t) ev->generation));
 			break;
 		case LEANAUTH_EVENT_AUTHENTICATION_FAILED:
-			json_object_set_new(j, "brokerage", json_string(ev->brokerage));
-			json_object_set_new(j, "account_id", json_string(ev->account_id));
-			json_object_set_new(j, "error", json_string(ev->error));
-			json_object_set_new(j, "attempts", json_integer(ev->attempts));
+			json_object_set_new(j, "brokerage",
+			    json_string(ev->brokerage));
+			json_object_set_new(j, "account_id",
+			    json_string(ev->account_id));
+			json_object_set_new(j, "error",
+			    json_string(ev->error));
+			json_object_set_new(j, "attempts",
+			    json_integer(ev->attempts));
 			break;
 		case LEANAUTH_EVENT_AUTHENTICATION_DEGRADED:
-			json_object_set_new(j, "error", json_string(ev->error));
-			json_object_set_new(j, "attempts", json_integer(ev->attempts));
+			json_object_set_new(j, "error",
+			    json_string(ev->error));
+			json_object_set_new(j, "attempts",
+			    json_integer(ev->attempts));
 			json_object_set_new(j, "token_valid_until_unix_ms",
 			    json_integer(ev->expires_at_unix_ms));
 			break;
@@ -465,16 +514,19 @@ print_event(const leanauth_event *ev, bool json)
 		char      ts[32];
 		gmtime_r(&t, &tm);
 		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		printf("%s %s profile=%s", ts, event_name(ev->type), ev->profile);
+		printf("%s %s profile=%s", ts, event_name(ev->type),
+		    ev->profile);
 		switch (ev->type) {
 		case LEANAUTH_EVENT_TOKEN_REFRESHED:
-			printf(" token_type=%s generation=%llu expires_at_unix_ms=%lld",
+			printf(" token_type=%s generation=%llu "
+			       "expires_at_unix_ms=%lld",
 			    leanauth_token_type_name(ev->token_type),
 			    (unsigned long long) ev->generation,
 			    (long long) ev->expires_at_unix_ms);
 			break;
 		case LEANAUTH_EVENT_AUTHENTICATION_FAILED:
-			printf(" brokerage=%s account_id=%s attempts=%u error=",
+			printf(
+			    " brokerage=%s account_id=%s attempts=%u error=",
 			    ev->brokerage, ev->account_id, ev->attempts);
 			print_quoted(ev->error);
 			break;
@@ -492,7 +544,7 @@ print_event(const leanauth_event *ev, bool json)
 static int
 cmd_watch(int argc, char **argv)
 {
-	const char  *url     = env_or("LEANAUTH_EVENTS_URL", DEFAULT_EVENTS_URL);
+	const char  *url = env_or("LEANAUTH_EVENTS_URL", DEFAULT_EVENTS_URL);
 	const char **topics  = calloc((size_t) argc, sizeof(char *));
 	size_t       nt      = 0;
 	bool         json    = false;
@@ -508,7 +560,8 @@ cmd_watch(int argc, char **argv)
 			url = argv[++i];
 		} else if (strcmp(argv[i], "--topic") == 0 && i + 1 < argc) {
 			if ((topics[nt] = topic_of(argv[++i])) == NULL) {
-				rv = bad_usage("--topic: unknown event %s", argv[i]);
+				rv = bad_usage("--topic: unknown event %s",
+				    argv[i]);
 				goto done;
 			}
 			nt++;
@@ -516,22 +569,27 @@ cmd_watch(int argc, char **argv)
 			json = true;
 		} else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc) {
 			if (!parse_u64(argv[++i], &count) || count == 0) {
-				rv = bad_usage("--count: not a positive number: %s", argv[i]);
+				rv = bad_usage(
+				    "--count: not a positive number: %s",
+				    argv[i]);
 				goto done;
 			}
 		} else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
 			if (!parse_u32(argv[++i], &timeout) || timeout == 0) {
-				rv = bad_usage("--timeout: not a positive number: %s", argv[i]);
+				rv = bad_usage(
+				    "--timeout: not a positive number: %s",
+				    argv[i]);
 				goto done;
 			}
 		} else {
-			rv = bad_usage("watch: unexpected argument %s", argv[i]);
+			rv = bad_usage("watch: unexpected argument %s",
+			    argv[i]);
 			goto done;
 		}
 	}
 	leanauth_subscriber *s;
 	leanauth_error       e;
-	leanauth_options o = with_tls((leanauth_options) { 0 });
+	leanauth_options     o = with_tls((leanauth_options) {0});
 	if (leanauth_subscribe(&s, url, topics, nt, &o, &e) != 0) {
 		rv = fail(&e);
 		goto done;
@@ -591,11 +649,12 @@ watch_failures(void *arg)
 		}
 		if (rv != 0) {
 			// Not expected from a SUB socket; do not spin on it.
-			struct timespec ts = { 0, 100 * 1000000L };
+			struct timespec ts = {0, 100 * 1000000L};
 			nanosleep(&ts, NULL);
 			continue;
 		}
-		if (w->profile != NULL && strcmp(ev.profile, w->profile) != 0) {
+		if (w->profile != NULL &&
+		    strcmp(ev.profile, w->profile) != 0) {
 			continue;
 		}
 		fprintf(stderr,
@@ -622,7 +681,7 @@ exit_status_of(int status)
 static int
 cmd_supervise(int argc, char **argv)
 {
-	const char *url     = env_or("LEANAUTH_EVENTS_URL", DEFAULT_EVENTS_URL);
+	const char *url = env_or("LEANAUTH_EVENTS_URL", DEFAULT_EVENTS_URL);
 	const char *profile = NULL;
 	double      grace   = 10.0;
 	double      connect = 10.0;
@@ -640,22 +699,29 @@ cmd_supervise(int argc, char **argv)
 			char *end;
 			grace = strtod(argv[++i], &end);
 			if (*end != '\0' || !(grace >= 0) || grace > 86400) {
-				return (bad_usage("--grace: not a number of seconds: %s", argv[i]));
+				return (bad_usage(
+				    "--grace: not a number of seconds: %s",
+				    argv[i]));
 			}
-		} else if (strcmp(argv[i], "--connect-timeout") == 0 && i + 1 < argc) {
+		} else if (strcmp(argv[i], "--connect-timeout") == 0 &&
+		    i + 1 < argc) {
 			char *end;
 			connect = strtod(argv[++i], &end);
-			if (*end != '\0' || !(connect > 0) || connect > 86400) {
-				return (bad_usage("--connect-timeout: not a number of seconds: %s",
+			if (*end != '\0' || !(connect > 0) ||
+			    connect > 86400) {
+				return (bad_usage("--connect-timeout: not a "
+				                  "number of seconds: %s",
 				    argv[i]));
 			}
 		} else {
-			return (bad_usage("supervise: unexpected argument %s (put the command after --)",
+			return (bad_usage("supervise: unexpected argument %s "
+			                  "(put the command after --)",
 			    argv[i]));
 		}
 	}
 	if (i >= argc) {
-		return (bad_usage("supervise: %s", "a command is required after --"));
+		return (bad_usage("supervise: %s",
+		    "a command is required after --"));
 	}
 	char **cmd = &argv[i];
 
@@ -672,16 +738,19 @@ cmd_supervise(int argc, char **argv)
 	// PUB/SUB drops events for a subscriber that is not connected yet, so
 	// a failure right after the child starts would otherwise be missed. A
 	// command that cannot be supervised is not started at all.
-	watcher          w = { .profile = profile };
+	watcher          w = {.profile = profile};
 	leanauth_error   e;
-	leanauth_options o = with_tls((leanauth_options) { .connect_timeout_ms = (uint32_t) (connect * 1000.0) });
+	leanauth_options o = with_tls((leanauth_options) {
+	    .connect_timeout_ms = (uint32_t) (connect * 1000.0)});
 	if (o.connect_timeout_ms == 0) {
 		o.connect_timeout_ms = 1;
 	}
-	if (leanauth_subscribe(&w.sub, url, (const char *[]) { LEANAUTH_TOPIC_AUTHENTICATION_FAILED },
-	        1, &o, &e) != 0) {
+	if (leanauth_subscribe(&w.sub, url,
+	        (const char *[]) {LEANAUTH_TOPIC_AUTHENTICATION_FAILED}, 1, &o,
+	        &e) != 0) {
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		fprintf(stderr, "%s supervise: not starting %s\n", prog, cmd[0]);
+		fprintf(stderr, "%s supervise: not starting %s\n", prog,
+		    cmd[0]);
 		return (fail(&e));
 	}
 	pid_t child = fork();
@@ -698,7 +767,8 @@ cmd_supervise(int argc, char **argv)
 		int         code = errno == ENOENT ? 127 : 126;
 		const char *why  = code == 127 ? ": command not found\n"
 		                               : ": cannot execute\n";
-		if (write(2, prog, strlen(prog)) < 0 || write(2, ": ", 2) < 0 ||
+		if (write(2, prog, strlen(prog)) < 0 ||
+		    write(2, ": ", 2) < 0 ||
 		    write(2, cmd[0], strlen(cmd[0])) < 0 ||
 		    write(2, why, strlen(why)) < 0) {
 			// nothing more to do
@@ -725,7 +795,9 @@ cmd_supervise(int argc, char **argv)
 		}
 		if (sig == SIGALRM) {
 			if (terminating) {
-				fprintf(stderr, "%s supervise: grace period over, sending SIGKILL to %d\n",
+				fprintf(stderr,
+				    "%s supervise: grace period over, sending "
+				    "SIGKILL to %d\n",
 				    prog, (int) child);
 				kill(child, SIGKILL);
 			}
@@ -735,15 +807,20 @@ cmd_supervise(int argc, char **argv)
 		// termination signal on and start the grace period once.
 		int fwd = sig == SIGUSR1 ? SIGTERM : sig;
 		if (sig == SIGUSR1) {
-			fprintf(stderr, "%s supervise: sending SIGTERM to %d\n", prog, (int) child);
+			fprintf(stderr,
+			    "%s supervise: sending SIGTERM to %d\n", prog,
+			    (int) child);
 		}
 		kill(child, fwd);
 		if (!terminating) {
 			terminating          = true;
-			struct itimerval itv = { 0 };
+			struct itimerval itv = {0};
 			itv.it_value.tv_sec  = (time_t) grace;
-			itv.it_value.tv_usec = (suseconds_t) ((grace - (double) (time_t) grace) * 1e6);
-			if (itv.it_value.tv_sec == 0 && itv.it_value.tv_usec == 0) {
+			itv.it_value.tv_usec =
+			    (suseconds_t) ((grace - (double) (time_t) grace) *
+			        1e6);
+			if (itv.it_value.tv_sec == 0 &&
+			    itv.it_value.tv_usec == 0) {
 				itv.it_value.tv_usec = 1;
 			}
 			setitimer(ITIMER_REAL, &itv, NULL);

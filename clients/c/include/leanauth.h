@@ -56,7 +56,7 @@ enum leanauth_token_type {
 const char *leanauth_token_type_name(int token_type);
 
 typedef struct leanauth_token {
-	int      token_type; // enum leanauth_token_type
+	int      token_type;   // enum leanauth_token_type
 	char    *access_token; // secret: release with leanauth_token_clear
 	int64_t  expires_at_unix_ms;
 	uint64_t generation;
@@ -98,8 +98,9 @@ int leanauth_open(leanauth_client **out, const char *url,
 void leanauth_close(leanauth_client *c);
 
 typedef struct leanauth_call_options {
-	uint32_t    timeout_ms; // 0: the client's default
-	const char *request_id; // logged by leanauthd with the call; may be NULL
+	uint32_t timeout_ms; // 0: the client's default
+	const char
+	    *request_id; // logged by leanauthd with the call; may be NULL
 } leanauth_call_options;
 
 // leanauth_get_token gets profile's token (NULL or "": the first profile).
@@ -118,7 +119,7 @@ typedef struct leanauth_header {
 typedef struct leanauth_request {
 	const char            *profile; // NULL or "": the first profile
 	const char            *method;  // GET, HEAD, POST, PUT, PATCH, DELETE
-	const char            *url;     // under one of the profile's allowed_urls
+	const char            *url; // under one of the profile's allowed_urls
 	const leanauth_header *headers;
 	size_t                 n_headers;
 	const void            *body;
@@ -162,8 +163,10 @@ enum leanauth_event_type {
 // Topics, i.e. the events' full protobuf names.
 #define LEANAUTH_TOPIC_TOKEN_REFRESHED "leanauth.v1.TokenRefreshed"
 #define LEANAUTH_TOPIC_AUTHENTICATION_FAILED "leanauth.v1.AuthenticationFailed"
-#define LEANAUTH_TOPIC_AUTHENTICATION_DEGRADED "leanauth.v1.AuthenticationDegraded"
-#define LEANAUTH_TOPIC_AUTHENTICATION_RECOVERED "leanauth.v1.AuthenticationRecovered"
+#define LEANAUTH_TOPIC_AUTHENTICATION_DEGRADED                                \
+	"leanauth.v1.AuthenticationDegraded"
+#define LEANAUTH_TOPIC_AUTHENTICATION_RECOVERED                               \
+	"leanauth.v1.AuthenticationRecovered"
 
 // One decoded event; fields that its type lacks are zero / "".
 typedef struct leanauth_event {
@@ -175,9 +178,9 @@ typedef struct leanauth_event {
 	char        error[512];      // FAILED, DEGRADED
 	uint32_t    attempts;        // FAILED, DEGRADED
 	int         token_type;      // REFRESHED
-	int64_t     expires_at_unix_ms; // REFRESHED; DEGRADED: token valid until
-	uint64_t    generation;      // REFRESHED
-	int64_t     at_unix_ms;
+	int64_t  expires_at_unix_ms; // REFRESHED; DEGRADED: token valid until
+	uint64_t generation;         // REFRESHED
+	int64_t  at_unix_ms;
 } leanauth_event;
 
 typedef struct leanauth_subscriber leanauth_subscriber;

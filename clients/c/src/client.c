@@ -45,8 +45,7 @@ struct leanauth_subscriber {
 	bool     receiving;   // s->aio has a receive in progress
 };
 
-static int
-la_fail(leanauth_error *err, int code, const char *fmt, ...)
+static int la_fail(leanauth_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static int
@@ -74,11 +73,11 @@ la_ok(leanauth_error *err)
 const char *
 leanauth_code_name(int code)
 {
-	static const char *const names[] = { "OK", "CANCELLED", "UNKNOWN",
-		"INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-		"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-		"FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
-		"INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED" };
+	static const char *const names[] = {"OK", "CANCELLED", "UNKNOWN",
+	    "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+	    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+	    "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+	    "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
 	if (code < 0 || code > 16) {
 		return ("UNKNOWN");
 	}
@@ -88,7 +87,7 @@ leanauth_code_name(int code)
 const char *
 leanauth_token_type_name(int t)
 {
-	return (t == LEANAUTH_TOKEN_BEARER ? "Bearer"
+	return (t == LEANAUTH_TOKEN_BEARER          ? "Bearer"
 	        : t == LEANAUTH_TOKEN_SESSION_TOKEN ? "SessionToken"
 	                                            : "");
 }
@@ -129,33 +128,40 @@ la_dial(nng_socket sock, nng_dialer *d, const char *url, atomic_int *pipes,
 	nng_pipe_notify(sock, NNG_PIPE_EV_ADD_POST, la_pipe_cb, pipes);
 	nng_pipe_notify(sock, NNG_PIPE_EV_REM_POST, la_pipe_cb, pipes);
 	if ((rv = nng_dialer_create(d, sock, url)) != 0) {
-		return (la_fail(err, LEANAUTH_INVALID_ARGUMENT, "bad url \"%s\": %s",
-		    url, nng_strerror(rv)));
+		return (la_fail(err, LEANAUTH_INVALID_ARGUMENT,
+		    "bad url \"%s\": %s", url, nng_strerror(rv)));
 	}
 	if (strncmp(url, "tls+", 4) == 0) {
 		nng_tls_config *tc;
-		if ((rv = nng_tls_config_alloc(&tc, NNG_TLS_MODE_CLIENT)) != 0) {
-			return (la_fail(err, LEANAUTH_INTERNAL, "tls: %s", nng_strerror(rv)));
+		if ((rv = nng_tls_config_alloc(&tc, NNG_TLS_MODE_CLIENT)) !=
+		    0) {
+			return (la_fail(err, LEANAUTH_INTERNAL, "tls: %s",
+			    nng_strerror(rv)));
 		}
 		// Always verify: a TLS connection to an unverified peer would
 		// hand tokens to whoever answers.
 		if (o == NULL || o->tls_ca_file == NULL) {
 			nng_tls_config_free(tc);
 			return (la_fail(err, LEANAUTH_INVALID_ARGUMENT,
-			    "%s: a tls+tcp:// URL needs a CA file to verify leanauthd "
-			    "(tls_ca_file; LEANAUTH_TLS_CA for the CLI)", url));
+			    "%s: a tls+tcp:// URL needs a CA file to verify "
+			    "leanauthd "
+			    "(tls_ca_file; LEANAUTH_TLS_CA for the CLI)",
+			    url));
 		}
 		rv = nng_tls_config_ca_file(tc, o->tls_ca_file);
 		nng_tls_config_auth_mode(tc, NNG_TLS_AUTH_MODE_REQUIRED);
 		if (rv == 0 && o != NULL && o->tls_cert_file != NULL) {
-			rv = nng_tls_config_cert_key_file(tc, o->tls_cert_file, NULL);
+			rv = nng_tls_config_cert_key_file(tc, o->tls_cert_file,
+			    NULL);
 			if (rv == 0 && o->tls_key_file != NULL &&
 			    strcmp(o->tls_key_file, o->tls_cert_file) != 0) {
-				rv = NNG_EINVAL; // nng wants cert and key in one file
+				rv =
+				    NNG_EINVAL; // nng wants cert and key in one file
 			}
 		}
 		if (rv == 0 && o != NULL && o->tls_server_name != NULL) {
-			rv = nng_tls_config_server_name(tc, o->tls_server_name);
+			rv =
+			    nng_tls_config_server_name(tc, o->tls_server_name);
 		}
 		if (rv == 0) {
 			rv = nng_dialer_set_ptr(*d, NNG_OPT_TLS_CONFIG, tc);
@@ -177,8 +183,8 @@ la_dial(nng_socket sock, nng_dialer *d, const char *url, atomic_int *pipes,
 		}
 		if (atomic_load(pipes) == 0) {
 			return (la_fail(err, LEANAUTH_UNAVAILABLE,
-			    "cannot connect to leanauthd at %s within %u ms", url,
-			    o->connect_timeout_ms));
+			    "cannot connect to leanauthd at %s within %u ms",
+			    url, o->connect_timeout_ms));
 		}
 	}
 	return (LEANAUTH_OK);
@@ -200,17 +206,20 @@ leanauth_open(leanauth_client **out, const char *url,
 	}
 	atomic_init(&c->pipes, 0);
 	snprintf(c->url, sizeof(c->url), "%s", url);
-	c->timeout_ms = (opts != NULL && opts->timeout_ms > 0) ? opts->timeout_ms : 10000;
+	c->timeout_ms =
+	    (opts != NULL && opts->timeout_ms > 0) ? opts->timeout_ms : 10000;
 	if ((rv = nng_req0_open(&c->sock)) != 0) {
 		free(c);
-		return (la_fail(err, LEANAUTH_INTERNAL, "nng_req0_open: %s", nng_strerror(rv)));
+		return (la_fail(err, LEANAUTH_INTERNAL, "nng_req0_open: %s",
+		    nng_strerror(rv)));
 	}
 	// nng's default receive cap (1 MiB) is below what a Send may return.
 	size_t max_reply = (opts != NULL && opts->max_reply_bytes > 0)
 	    ? opts->max_reply_bytes
 	    : LEANAUTH_DEFAULT_MAX_REPLY;
 	nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, max_reply);
-	if ((rv = la_dial(c->sock, &c->dialer, url, &c->pipes, opts, err)) != 0) {
+	if ((rv = la_dial(c->sock, &c->dialer, url, &c->pipes, opts, err)) !=
+	    0) {
 		nng_close(c->sock);
 		free(c);
 		return (rv);
@@ -232,31 +241,33 @@ leanauth_close(leanauth_client *c)
 // la_call makes one exchange. On LEANAUTH_OK *payload (malloc) holds the
 // method's response message.
 static int
-la_call(leanauth_client *c, const char *method, const uint8_t *req, size_t reqlen,
-    bool idempotent, const leanauth_call_options *co, uint8_t **payload,
-    size_t *paylen, leanauth_error *err)
+la_call(leanauth_client *c, const char *method, const uint8_t *req,
+    size_t reqlen, bool idempotent, const leanauth_call_options *co,
+    uint8_t **payload, size_t *paylen, leanauth_error *err)
 {
-	Leanauth__V1__RpcRequest       env = LEANAUTH__V1__RPC_REQUEST__INIT;
-	Leanauth__V1__RpcRequest__MetadataEntry  md = LEANAUTH__V1__RPC_REQUEST__METADATA_ENTRY__INIT;
-	Leanauth__V1__RpcRequest__MetadataEntry *mdp[1] = { &md };
-	Leanauth__V1__RpcResponse     *resp = NULL;
-	nng_ctx                        ctx;
-	nng_aio                       *aio = NULL;
-	nng_msg                       *msg = NULL;
-	uint32_t timeout = (co != NULL && co->timeout_ms > 0) ? co->timeout_ms : c->timeout_ms;
+	Leanauth__V1__RpcRequest env = LEANAUTH__V1__RPC_REQUEST__INIT;
+	Leanauth__V1__RpcRequest__MetadataEntry md =
+	    LEANAUTH__V1__RPC_REQUEST__METADATA_ENTRY__INIT;
+	Leanauth__V1__RpcRequest__MetadataEntry *mdp[1] = {&md};
+	Leanauth__V1__RpcResponse               *resp   = NULL;
+	nng_ctx                                  ctx;
+	nng_aio                                 *aio = NULL;
+	nng_msg                                 *msg = NULL;
+	uint32_t timeout = (co != NULL && co->timeout_ms > 0) ? co->timeout_ms
+	                                                      : c->timeout_ms;
 	int      rv, code;
 
-	*payload = NULL;
-	*paylen  = 0;
+	*payload         = NULL;
+	*paylen          = 0;
 	env.method       = (char *) method;
 	env.payload.data = (uint8_t *) req;
 	env.payload.len  = reqlen;
 	env.timeout_ms   = timeout;
 	if (co != NULL && co->request_id != NULL) {
-		md.key          = "request-id";
-		md.value        = (char *) co->request_id;
-		env.n_metadata  = 1;
-		env.metadata    = mdp;
+		md.key         = "request-id";
+		md.value       = (char *) co->request_id;
+		env.n_metadata = 1;
+		env.metadata   = mdp;
 	}
 	size_t size = leanauth__v1__rpc_request__get_packed_size(&env);
 	if ((rv = nng_msg_alloc(&msg, size)) != 0) {
@@ -266,7 +277,8 @@ la_call(leanauth_client *c, const char *method, const uint8_t *req, size_t reqle
 
 	if ((rv = nng_ctx_open(&ctx, c->sock)) != 0) {
 		nng_msg_free(msg);
-		return (la_fail(err, LEANAUTH_INTERNAL, "nng_ctx_open: %s", nng_strerror(rv)));
+		return (la_fail(err, LEANAUTH_INTERNAL, "nng_ctx_open: %s",
+		    nng_strerror(rv)));
 	}
 	// REQ resends an unanswered request when its resend time passes, and
 	// at once on a new connection when the one it went out on breaks. A
@@ -291,19 +303,22 @@ la_call(leanauth_client *c, const char *method, const uint8_t *req, size_t reqle
 		goto transport;
 	}
 	nng_time now = nng_clock();
-	nng_aio_set_timeout(aio, now < until ? (nng_duration) (until - now) : 1);
+	nng_aio_set_timeout(aio,
+	    now < until ? (nng_duration) (until - now) : 1);
 	nng_ctx_recv(ctx, aio);
 	nng_aio_wait(aio);
 	if ((rv = nng_aio_result(aio)) != 0) {
 		goto transport;
 	}
 	msg  = nng_aio_get_msg(aio);
-	resp = leanauth__v1__rpc_response__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+	resp = leanauth__v1__rpc_response__unpack(NULL, nng_msg_len(msg),
+	    nng_msg_body(msg));
 	nng_msg_free(msg);
 	nng_aio_free(aio);
 	nng_ctx_close(ctx);
 	if (resp == NULL) {
-		return (la_fail(err, LEANAUTH_INTERNAL, "malformed reply from leanauthd"));
+		return (la_fail(err, LEANAUTH_INTERNAL,
+		    "malformed reply from leanauthd"));
 	}
 	code = resp->status != NULL ? resp->status->code : LEANAUTH_OK;
 	if (code != LEANAUTH_OK) {
@@ -331,7 +346,8 @@ transport:
 	if (rv == NNG_ECONNRESET) {
 		return (la_fail(err, LEANAUTH_UNAVAILABLE,
 		    "connection to leanauthd at %s lost before the reply; the "
-		    "request was not resent and may or may not have been carried out",
+		    "request was not resent and may or may not have been "
+		    "carried out",
 		    c->url));
 	}
 	if (atomic_load(&c->pipes) == 0) {
@@ -342,8 +358,8 @@ transport:
 		return (la_fail(err, LEANAUTH_DEADLINE_EXCEEDED,
 		    "no reply from leanauthd within %u ms", timeout));
 	}
-	return (la_fail(err, LEANAUTH_UNAVAILABLE, "leanauthd at %s: %s", c->url,
-	    nng_strerror(rv)));
+	return (la_fail(err, LEANAUTH_UNAVAILABLE, "leanauthd at %s: %s",
+	    c->url, nng_strerror(rv)));
 }
 
 int
@@ -362,12 +378,14 @@ leanauth_get_token(leanauth_client *c, const char *profile, bool force_refresh,
 	req.profile       = (char *) (profile != NULL ? profile : "");
 	req.force_refresh = force_refresh;
 	req.if_generation = if_generation;
-	if (leanauth__v1__get_access_token_request__get_packed_size(&req) > sizeof(buf)) {
-		return (la_fail(err, LEANAUTH_INVALID_ARGUMENT, "profile name too long"));
+	if (leanauth__v1__get_access_token_request__get_packed_size(&req) >
+	    sizeof(buf)) {
+		return (la_fail(err, LEANAUTH_INVALID_ARGUMENT,
+		    "profile name too long"));
 	}
 	n = leanauth__v1__get_access_token_request__pack(&req, buf);
-	if ((rv = la_call(c, "leanauth.v1.TokenService/GetAccessToken", buf, n, true, co,
-	         &p, &n, err)) != 0) {
+	if ((rv = la_call(c, "leanauth.v1.TokenService/GetAccessToken", buf, n,
+	         true, co, &p, &n, err)) != 0) {
 		return (rv);
 	}
 	Leanauth__V1__GetAccessTokenResponse *r =
@@ -375,7 +393,8 @@ leanauth_get_token(leanauth_client *c, const char *profile, bool force_refresh,
 	explicit_bzero(p, n);
 	free(p);
 	if (r == NULL) {
-		return (la_fail(err, LEANAUTH_INTERNAL, "malformed GetAccessTokenResponse"));
+		return (la_fail(err, LEANAUTH_INTERNAL,
+		    "malformed GetAccessTokenResponse"));
 	}
 	out->token_type         = r->token_type;
 	out->expires_at_unix_ms = r->expires_at_unix_ms;
@@ -418,7 +437,8 @@ leanauth_send(leanauth_client *c, const leanauth_request *rq,
 
 	memset(out, 0, sizeof(*out));
 	if (rq->method == NULL || rq->url == NULL) {
-		return (la_fail(err, LEANAUTH_INVALID_ARGUMENT, "method and url are required"));
+		return (la_fail(err, LEANAUTH_INVALID_ARGUMENT,
+		    "method and url are required"));
 	}
 	if (rq->n_headers > 0) {
 		hv = calloc(rq->n_headers, sizeof(*hv));
@@ -434,32 +454,36 @@ leanauth_send(leanauth_client *c, const leanauth_request *rq,
 		hv[i].value = rq->headers[i].value;
 		hp[i]       = &hv[i];
 	}
-	req.profile      = (char *) (rq->profile != NULL ? rq->profile : "");
-	req.method       = (char *) rq->method;
-	req.url          = (char *) rq->url;
-	req.n_headers    = rq->n_headers;
-	req.headers      = hp;
-	req.body.data    = (uint8_t *) rq->body;
-	req.body.len     = rq->body_len;
-	req.timeout_ms   = co != NULL ? co->timeout_ms : 0;
-	n                = leanauth__v1__send_request__get_packed_size(&req);
+	req.profile    = (char *) (rq->profile != NULL ? rq->profile : "");
+	req.method     = (char *) rq->method;
+	req.url        = (char *) rq->url;
+	req.n_headers  = rq->n_headers;
+	req.headers    = hp;
+	req.body.data  = (uint8_t *) rq->body;
+	req.body.len   = rq->body_len;
+	req.timeout_ms = co != NULL ? co->timeout_ms : 0;
+	n              = leanauth__v1__send_request__get_packed_size(&req);
 	if ((buf = malloc(n > 0 ? n : 1)) == NULL) {
 		rv = la_fail(err, LEANAUTH_INTERNAL, "out of memory");
 		goto done;
 	}
 	leanauth__v1__send_request__pack(&req, buf);
-	if ((rv = la_call(c, "leanauth.v1.TokenService/Send", buf, n, false, co, &p, &n, err)) != 0) {
+	if ((rv = la_call(c, "leanauth.v1.TokenService/Send", buf, n, false,
+	         co, &p, &n, err)) != 0) {
 		goto done;
 	}
-	Leanauth__V1__SendResponse *r = leanauth__v1__send_response__unpack(NULL, n, p);
+	Leanauth__V1__SendResponse *r =
+	    leanauth__v1__send_response__unpack(NULL, n, p);
 	if (r == NULL) {
 		rv = la_fail(err, LEANAUTH_INTERNAL, "malformed SendResponse");
 		goto done;
 	}
 	out->status_code = r->status_code;
 	out->body_len    = r->body.len;
-	out->body        = malloc(r->body.len + 1); // NUL-terminated for convenience
-	out->headers     = r->n_headers > 0 ? calloc(r->n_headers, sizeof(leanauth_header)) : NULL;
+	out->body = malloc(r->body.len + 1); // NUL-terminated for convenience
+	out->headers = r->n_headers > 0
+	    ? calloc(r->n_headers, sizeof(leanauth_header))
+	    : NULL;
 	if (out->body == NULL || (r->n_headers > 0 && out->headers == NULL)) {
 		leanauth__v1__send_response__free_unpacked(r, NULL);
 		leanauth_response_clear(out);
@@ -490,25 +514,30 @@ int
 leanauth_health(leanauth_client *c, const char *profile,
     const leanauth_call_options *co, bool *serving, leanauth_error *err)
 {
-	Leanauth__V1__HealthCheckRequest req = LEANAUTH__V1__HEALTH_CHECK_REQUEST__INIT;
+	Leanauth__V1__HealthCheckRequest req =
+	    LEANAUTH__V1__HEALTH_CHECK_REQUEST__INIT;
 	uint8_t  buf[512];
 	uint8_t *p;
 	size_t   n;
 	int      rv;
 
 	req.profile = (char *) (profile != NULL ? profile : "");
-	if (leanauth__v1__health_check_request__get_packed_size(&req) > sizeof(buf)) {
-		return (la_fail(err, LEANAUTH_INVALID_ARGUMENT, "profile name too long"));
+	if (leanauth__v1__health_check_request__get_packed_size(&req) >
+	    sizeof(buf)) {
+		return (la_fail(err, LEANAUTH_INVALID_ARGUMENT,
+		    "profile name too long"));
 	}
 	n = leanauth__v1__health_check_request__pack(&req, buf);
-	if ((rv = la_call(c, "leanauth.v1.Health/Check", buf, n, true, co, &p, &n, err)) != 0) {
+	if ((rv = la_call(c, "leanauth.v1.Health/Check", buf, n, true, co, &p,
+	         &n, err)) != 0) {
 		return (rv);
 	}
 	Leanauth__V1__HealthCheckResponse *r =
 	    leanauth__v1__health_check_response__unpack(NULL, n, p);
 	free(p);
 	if (r == NULL) {
-		return (la_fail(err, LEANAUTH_INTERNAL, "malformed HealthCheckResponse"));
+		return (la_fail(err, LEANAUTH_INTERNAL,
+		    "malformed HealthCheckResponse"));
 	}
 	*serving = r->status == LEANAUTH__V1__SERVING_STATUS__SERVING;
 	leanauth__v1__health_check_response__free_unpacked(r, NULL);
@@ -537,7 +566,8 @@ leanauth_subscribe(leanauth_subscriber **out, const char *url,
 	snprintf(s->url, sizeof(s->url), "%s", url);
 	if ((rv = nng_sub0_open(&s->sock)) != 0) {
 		free(s);
-		return (la_fail(err, LEANAUTH_INTERNAL, "nng_sub0_open: %s", nng_strerror(rv)));
+		return (la_fail(err, LEANAUTH_INTERNAL, "nng_sub0_open: %s",
+		    nng_strerror(rv)));
 	}
 	if ((rv = nng_aio_alloc(&s->aio, NULL, NULL)) != 0 ||
 	    (rv = nng_mtx_alloc(&s->mtx)) != 0) {
@@ -551,8 +581,8 @@ leanauth_subscribe(leanauth_subscriber **out, const char *url,
 	} else {
 		rv = 0;
 		for (size_t i = 0; i < n_topics && rv == 0; i++) {
-			rv = nng_socket_set(s->sock, NNG_OPT_SUB_SUBSCRIBE, topics[i],
-			    strlen(topics[i]) + 1);
+			rv = nng_socket_set(s->sock, NNG_OPT_SUB_SUBSCRIBE,
+			    topics[i], strlen(topics[i]) + 1);
 		}
 	}
 	if (rv == 0) {
@@ -563,7 +593,8 @@ leanauth_subscribe(leanauth_subscriber **out, const char *url,
 		}
 	} else {
 		leanauth_subscriber_close(s);
-		return (la_fail(err, LEANAUTH_INTERNAL, "subscribe: %s", nng_strerror(rv)));
+		return (la_fail(err, LEANAUTH_INTERNAL, "subscribe: %s",
+		    nng_strerror(rv)));
 	}
 	la_ok(err);
 	*out = s;
@@ -596,8 +627,8 @@ la_decode_event(const uint8_t *body, size_t len, leanauth_event *ev)
 		if (m == NULL) {
 			return (false);
 		}
-		ev->type               = LEANAUTH_EVENT_TOKEN_REFRESHED;
-		ev->topic              = LEANAUTH_TOPIC_TOKEN_REFRESHED;
+		ev->type  = LEANAUTH_EVENT_TOKEN_REFRESHED;
+		ev->topic = LEANAUTH_TOPIC_TOKEN_REFRESHED;
 		la_copy(ev->profile, sizeof(ev->profile), m->profile);
 		ev->token_type         = m->token_type;
 		ev->expires_at_unix_ms = m->expires_at_unix_ms;
@@ -610,8 +641,8 @@ la_decode_event(const uint8_t *body, size_t len, leanauth_event *ev)
 		if (m == NULL) {
 			return (false);
 		}
-		ev->type       = LEANAUTH_EVENT_AUTHENTICATION_FAILED;
-		ev->topic      = LEANAUTH_TOPIC_AUTHENTICATION_FAILED;
+		ev->type  = LEANAUTH_EVENT_AUTHENTICATION_FAILED;
+		ev->topic = LEANAUTH_TOPIC_AUTHENTICATION_FAILED;
 		la_copy(ev->profile, sizeof(ev->profile), m->profile);
 		la_copy(ev->brokerage, sizeof(ev->brokerage), m->brokerage);
 		la_copy(ev->account_id, sizeof(ev->account_id), m->account_id);
@@ -619,28 +650,30 @@ la_decode_event(const uint8_t *body, size_t len, leanauth_event *ev)
 		ev->attempts   = m->attempts;
 		ev->at_unix_ms = m->at_unix_ms;
 		leanauth__v1__authentication_failed__free_unpacked(m, NULL);
-	} else if (strcmp(topic, LEANAUTH_TOPIC_AUTHENTICATION_DEGRADED) == 0) {
+	} else if (strcmp(topic, LEANAUTH_TOPIC_AUTHENTICATION_DEGRADED) ==
+	    0) {
 		Leanauth__V1__AuthenticationDegraded *m =
 		    leanauth__v1__authentication_degraded__unpack(NULL, n, p);
 		if (m == NULL) {
 			return (false);
 		}
-		ev->type               = LEANAUTH_EVENT_AUTHENTICATION_DEGRADED;
-		ev->topic              = LEANAUTH_TOPIC_AUTHENTICATION_DEGRADED;
+		ev->type  = LEANAUTH_EVENT_AUTHENTICATION_DEGRADED;
+		ev->topic = LEANAUTH_TOPIC_AUTHENTICATION_DEGRADED;
 		la_copy(ev->profile, sizeof(ev->profile), m->profile);
 		la_copy(ev->error, sizeof(ev->error), m->error);
 		ev->attempts           = m->attempts;
 		ev->expires_at_unix_ms = m->token_valid_until_unix_ms;
 		ev->at_unix_ms         = m->at_unix_ms;
 		leanauth__v1__authentication_degraded__free_unpacked(m, NULL);
-	} else if (strcmp(topic, LEANAUTH_TOPIC_AUTHENTICATION_RECOVERED) == 0) {
+	} else if (strcmp(topic, LEANAUTH_TOPIC_AUTHENTICATION_RECOVERED) ==
+	    0) {
 		Leanauth__V1__AuthenticationRecovered *m =
 		    leanauth__v1__authentication_recovered__unpack(NULL, n, p);
 		if (m == NULL) {
 			return (false);
 		}
-		ev->type       = LEANAUTH_EVENT_AUTHENTICATION_RECOVERED;
-		ev->topic      = LEANAUTH_TOPIC_AUTHENTICATION_RECOVERED;
+		ev->type  = LEANAUTH_EVENT_AUTHENTICATION_RECOVERED;
+		ev->topic = LEANAUTH_TOPIC_AUTHENTICATION_RECOVERED;
 		la_copy(ev->profile, sizeof(ev->profile), m->profile);
 		ev->at_unix_ms = m->at_unix_ms;
 		leanauth__v1__authentication_recovered__free_unpacked(m, NULL);
@@ -654,19 +687,22 @@ int
 leanauth_next_event(leanauth_subscriber *s, int timeout_ms, leanauth_event *ev,
     leanauth_error *err)
 {
-	nng_time until = timeout_ms >= 0 ? nng_clock() + (nng_time) timeout_ms : 0;
+	nng_time until =
+	    timeout_ms >= 0 ? nng_clock() + (nng_time) timeout_ms : 0;
 
 	for (;;) {
 		nng_duration left = NNG_DURATION_INFINITE;
 		if (timeout_ms >= 0) {
 			nng_time now = nng_clock();
-			left = now < until ? (nng_duration) (until - now) : NNG_DURATION_ZERO;
+			left = now < until ? (nng_duration) (until - now)
+			                   : NNG_DURATION_ZERO;
 		}
 		nng_mtx_lock(s->mtx);
 		if (s->interrupted) {
 			s->interrupted = false;
 			nng_mtx_unlock(s->mtx);
-			return (la_fail(err, LEANAUTH_CANCELLED, "interrupted"));
+			return (
+			    la_fail(err, LEANAUTH_CANCELLED, "interrupted"));
 		}
 		s->receiving = true;
 		nng_aio_set_timeout(s->aio, left);
@@ -681,17 +717,20 @@ leanauth_next_event(leanauth_subscriber *s, int timeout_ms, leanauth_event *ev,
 		}
 		nng_mtx_unlock(s->mtx);
 		if (rv == NNG_ETIMEDOUT) {
-			return (la_fail(err, LEANAUTH_DEADLINE_EXCEEDED, "no event within %d ms",
-			    timeout_ms));
+			return (la_fail(err, LEANAUTH_DEADLINE_EXCEEDED,
+			    "no event within %d ms", timeout_ms));
 		}
 		if (rv == NNG_ECANCELED || rv == NNG_ECLOSED) {
-			return (la_fail(err, LEANAUTH_CANCELLED, "interrupted"));
+			return (
+			    la_fail(err, LEANAUTH_CANCELLED, "interrupted"));
 		}
 		if (rv != 0) {
-			return (la_fail(err, LEANAUTH_UNAVAILABLE, "events: %s", nng_strerror(rv)));
+			return (la_fail(err, LEANAUTH_UNAVAILABLE,
+			    "events: %s", nng_strerror(rv)));
 		}
 		nng_msg *msg = nng_aio_get_msg(s->aio);
-		bool     ok  = la_decode_event(nng_msg_body(msg), nng_msg_len(msg), ev);
+		bool     ok =
+		    la_decode_event(nng_msg_body(msg), nng_msg_len(msg), ev);
 		nng_msg_free(msg);
 		if (ok) {
 			la_ok(err);
