@@ -418,6 +418,11 @@ class Subscription:
         self._closed = True
         self._queue.put(_END)
         self._sock.close()
+        # Wait for the reader to leave nng (it does at once once the socket
+        # is closed): a thread still inside nng_recv when the interpreter
+        # exits and pynng tears nng down makes nng abort the process.
+        if threading.current_thread() is not self._reader:
+            self._reader.join(timeout=5.0)
 
     def __enter__(self) -> "Subscription":
         return self
