@@ -91,6 +91,15 @@ with_tls(leanauth_options o)
 	return (o);
 }
 
+// connect_wait is how long a command waits for leanauthd to accept the
+// connection: not the whole call's deadline, so that a wrong URL or a server
+// that is down is reported in seconds.
+static uint32_t
+connect_wait(uint32_t timeout)
+{
+	return (timeout < 5000 ? timeout : 5000);
+}
+
 // parse_u64 accepts a whole decimal number and nothing else.
 static bool
 parse_u64(const char *s, uint64_t *out)
@@ -128,7 +137,7 @@ cmd_token(int argc, char **argv)
 	const char *profile = "";
 	bool        force = false, json = false;
 	uint64_t    ifgen   = 0;
-	uint32_t    timeout = 10000;
+	uint32_t    timeout = 30000; // the server's default_timeout_ms
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -162,7 +171,7 @@ cmd_token(int argc, char **argv)
 	leanauth_token   t;
 	leanauth_options o =
 	    with_tls((leanauth_options) {.timeout_ms = timeout,
-	        .connect_timeout_ms                  = timeout});
+	        .connect_timeout_ms                  = connect_wait(timeout)});
 	leanauth_call_options co = {.timeout_ms = timeout};
 	if (leanauth_open(&c, url, &o, &e) != 0) {
 		return (fail(&e));
@@ -224,7 +233,7 @@ cmd_health(int argc, char **argv)
 	bool             serving = false;
 	leanauth_options o =
 	    with_tls((leanauth_options) {.timeout_ms = timeout,
-	        .connect_timeout_ms                  = timeout});
+	        .connect_timeout_ms                  = connect_wait(timeout)});
 	if (leanauth_open(&c, url, &o, &e) != 0) {
 		return (fail(&e));
 	}
@@ -364,7 +373,7 @@ cmd_send(int argc, char **argv)
 	leanauth_response r;
 	leanauth_options  o =
 	    with_tls((leanauth_options) {.timeout_ms = timeout,
-	        .connect_timeout_ms                  = timeout});
+	        .connect_timeout_ms                  = connect_wait(timeout)});
 	leanauth_call_options co = {.timeout_ms = timeout};
 	leanauth_request      rq = {.profile = profile,
 	         .method                     = method,
