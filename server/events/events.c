@@ -228,12 +228,6 @@ la_events_publish(la_events *ev, const la_cache_event *e)
 }
 
 void
-la_events_publish_hook(void *arg, const la_cache_event *e)
-{
-	la_events_publish(arg, e);
-}
-
-void
 la_events_stop(la_events *ev, int linger_ms)
 {
 	if (ev == NULL || !ev->open) {

@@ -24,9 +24,6 @@ const char *la_events_url(const la_events *ev);
 // subscriber loses messages; the others do not wait for it). Any thread.
 void la_events_publish(la_events *ev, const la_cache_event *e);
 
-// la_events_publish_hook adapts la_events_publish to la_cache_ops.event.
-void la_events_publish_hook(void *arg, const la_cache_event *e);
-
 // la_events_stop lingers linger_ms for queued events to leave (only when a
 // subscriber is connected), then closes the socket. Call it after the last
 // la_events_publish can run: leanauthd stops the cache and joins the

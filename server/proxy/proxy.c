@@ -308,16 +308,6 @@ done:
 	return (rv);
 }
 
-la_err
-la_proxy_url_allowed(la_proxy *p, size_t profile, const char *url, char *err,
-    size_t errlen)
-{
-	char  *norm = NULL;
-	la_err rv   = la_check_url(p, profile, url, &norm, err, errlen);
-	curl_free(norm);
-	return (rv);
-}
-
 // ---- request validation
 
 static const char *const la_methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH",

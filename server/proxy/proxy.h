@@ -30,12 +30,6 @@ la_err la_proxy_create(la_proxy **out, const la_config *cfg, la_workers *pool,
     char *err, size_t errlen);
 void   la_proxy_destroy(la_proxy *p); // NULL-safe
 
-// la_proxy_url_allowed is the allowlist check alone: LA_OK when url lies
-// under one of profile's allowed_urls, LA_ERR_DENIED otherwise (and
-// LA_ERR_INVALID when it does not parse); err says why.
-la_err la_proxy_url_allowed(la_proxy *p, size_t profile, const char *url,
-    char *err, size_t errlen);
-
 // la_proxy_call_new validates req for profile and, on LA_OK, makes a call
 // that owns req. On failure req is freed and err says why
 // (PERMISSION_DENIED, INVALID_ARGUMENT or RESOURCE_EXHAUSTED).

@@ -234,10 +234,7 @@ la_handle_token(la_rpc_ctx *c, const ProtobufCBinaryData *payload)
 	if (!la_resolve_profile(c, req->profile)) {
 		goto done;
 	}
-	if (req->if_generation != 0 && !req->force_refresh) {
-		// if_generation only qualifies force_refresh; alone it is a
-		// plain get.
-	}
+	// if_generation qualifies force_refresh only; alone it is a plain get.
 	c->state  = CTX_WAIT_TOKEN;
 	la_err rv = la_wait_token(c, req->force_refresh, req->if_generation);
 	if (rv == LA_OK) {
